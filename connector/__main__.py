@@ -1,0 +1,7 @@
+"""``python -m connector``: the same as the ``taobao-connector`` command."""
+
+import sys
+
+from connector.cli import main
+
+sys.exit(main())

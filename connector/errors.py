@@ -1,0 +1,173 @@
+"""Every exception the connector raises, in one tree.
+
+::
+
+    ConnectorError                      anything of ours; the message says what to fix
+    ├── ConfigError                     a setting is missing or wrong (names the variable)
+    ├── DependencyError                 Redis or the broker cannot be reached
+    ├── InvalidEvent                    an input event is undecodable or breaks the rules:
+    │                                   it goes to the dead-letter topic with ``reason``
+    └── TaobaoError                     a TOP call failed; carries method, code, sub_code,
+        │                               sub_msg and request_id, never a secret
+        ├── TaobaoTransientError        network error, HTTP 5xx, isp.*, code 10: retried with
+        │                               backoff inside the deadline, raised once that is spent
+        ├── TaobaoUnknownOutcome        the request may or may not have been applied (timeout
+        │                               after sending, connection dropped): a full-quantity
+        │                               update may be repeated, an incremental one must be
+        │                               resolved by reading the item back first
+        ├── TaobaoCallLimited           code 7 ban or our own call budget: backpressure, with
+        │                               ``retry_after_s``; pause, do not spin
+        ├── TaobaoSessionError          codes 26/27 that a token refresh could not cure
+        ├── TaobaoAuthError             wrong app key, secret, signature or permissions: fix the
+        │                               configuration, retrying cannot help
+        ├── TaobaoCallerError           isv.* and codes 40/41: the request itself is wrong
+        │   └── TaobaoFullUpdateForbidden  presale/campaign lock: only incremental updates
+        └── TaobaoPlatformError         isp.* errors the platform marks as not retryable
+
+Third-party exceptions (httpx, redis) are translated at one boundary each, with
+``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "ConfigError",
+    "ConnectorError",
+    "DependencyError",
+    "InvalidEvent",
+    "TaobaoAuthError",
+    "TaobaoCallLimited",
+    "TaobaoCallerError",
+    "TaobaoError",
+    "TaobaoFullUpdateForbidden",
+    "TaobaoPlatformError",
+    "TaobaoSessionError",
+    "TaobaoTransientError",
+    "TaobaoUnknownOutcome",
+    "redact",
+]
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """Replace every occurrence of a secret value in ``text`` with ``***``."""
+    # Longest first, so a secret that contains another is hidden whole.
+    for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+class ConnectorError(Exception):
+    """Base of every error the connector raises on purpose."""
+
+
+class ConfigError(ConnectorError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+class DependencyError(ConnectorError):
+    """A service the connector needs (Redis, the broker) cannot be reached."""
+
+
+class InvalidEvent(ConnectorError):
+    """An input event that cannot be applied; ``reason`` is a stable machine-readable code
+    (``undecodable``, ``unknown_schema``, ``missing_field``, ``bad_quantity``, …)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class TaobaoError(ConnectorError):
+    """A Taobao Open Platform call failed.
+
+    Only protocol fields are kept: the request parameters (which hold the session) are not.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str,
+        code: int | None = None,
+        sub_code: str | None = None,
+        sub_msg: str | None = None,
+        request_id: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        self.method = method
+        self.code = code
+        self.sub_code = sub_code
+        self.sub_msg = sub_msg
+        self.request_id = request_id
+        self.attempts = attempts
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        parts = [f"{self.method}: {self.args[0]}"]
+        if self.code is not None:
+            parts.append(f"code={self.code}")
+        if self.sub_code:
+            parts.append(f"sub_code={self.sub_code}")
+        if self.sub_msg:
+            parts.append(f"sub_msg={self.sub_msg!r}")
+        parts.append(f"request_id={self.request_id or '-'}")
+        if self.attempts > 1:
+            parts.append(f"attempts={self.attempts}")
+        return " ".join(parts)
+
+
+class TaobaoTransientError(TaobaoError):
+    """The platform or the network failed for now; the same request may succeed later."""
+
+
+class TaobaoUnknownOutcome(TaobaoError):
+    """The request was sent but no answer came back: it may have been applied."""
+
+
+class TaobaoCallLimited(TaobaoError):
+    """Calls are banned or over budget for ``retry_after_s`` seconds."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float,
+        method: str,
+        code: int | None = None,
+        sub_code: str | None = None,
+        sub_msg: str | None = None,
+        request_id: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(
+            message,
+            method=method,
+            code=code,
+            sub_code=sub_code,
+            sub_msg=sub_msg,
+            request_id=request_id,
+            attempts=attempts,
+        )
+
+
+class TaobaoSessionError(TaobaoError):
+    """The seller's session is missing, invalid or expired and could not be refreshed."""
+
+
+class TaobaoAuthError(TaobaoError):
+    """The app's credentials or permissions are wrong: fix the configuration."""
+
+
+class TaobaoCallerError(TaobaoError):
+    """The request is wrong (isv.* business error, missing or invalid argument)."""
+
+
+class TaobaoFullUpdateForbidden(TaobaoCallerError):
+    """The item is locked (presale, campaign) and only accepts incremental stock changes."""
+
+
+class TaobaoPlatformError(TaobaoError):
+    """A platform-side error that the platform says retrying will not fix."""

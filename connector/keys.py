@@ -1,0 +1,102 @@
+"""Every Redis key the connector writes, in one place.
+
+Two families:
+
+- the app's TOP state (call budget, ban, tokens) under ``{prefix}:{top:<app_key>}:…``;
+- the shop's ledger and sync state under ``{<prefix>}:…``.
+
+The hash tags (``{...}``) put every key one Lua script touches in one slot, so the scripts
+stay atomic on Redis Cluster too: a ledger script touches one order, several SKUs, their
+movement logs, de-duplication keys and the pending set at once. Values are explicit strings,
+integers, hashes, sets and sorted sets; never pickles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Keys"]
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key shapes under one prefix (``REDIS_KEY_PREFIX``), so tenants and tests never mix."""
+
+    prefix: str
+
+    # ------------------------------------------------------------- TOP app state
+
+    def _app(self, app_key: str) -> str:
+        return f"{self.prefix}:{{top:{app_key}}}"
+
+    def call_budget(self, app_key: str, method: str | None = None) -> str:
+        """String: the GCRA "theoretical arrival time" (epoch ms) of the app's call budget."""
+        return f"{self._app(app_key)}:budget:{method or '*'}"
+
+    def call_ban(self, app_key: str) -> str:
+        """String with a TTL: present while the platform bans the app's calls (code 7)."""
+        return f"{self._app(app_key)}:ban"
+
+    def token(self, app_key: str) -> str:
+        """Hash: the newest access and refresh tokens, their expiry and a version."""
+        return f"{self._app(app_key)}:token"
+
+    def token_lock(self, app_key: str) -> str:
+        """String with a TTL: held by the one replica refreshing the token."""
+        return f"{self._app(app_key)}:token:lock"
+
+    # ------------------------------------------------------------- ledger
+
+    @property
+    def _shop(self) -> str:
+        return f"{{{self.prefix}}}"
+
+    def sku(self, sku: str) -> str:
+        """Hash: one SKU's stock (see ``connector/ledger.py`` for the fields)."""
+        return f"{self._shop}:sku:{sku}"
+
+    def movements(self, sku: str, warehouse: str) -> str:
+        """Sorted set: movements applied at one warehouse since its last stocktake.
+
+        Score = occurred_at (epoch ms); member = ``<dedupe key>|<signed delta>``. Kept so a
+        late stocktake can re-apply the movements that happened after it.
+        """
+        # "|" cannot occur in a validated code, so no (sku, warehouse) pair can collide.
+        return f"{self._shop}:mv:{sku}|{warehouse}"
+
+    def order(self, order_id: str) -> str:
+        """Hash: per-line state of one order (what it reserved, cancelled or shipped)."""
+        return f"{self._shop}:order:{order_id}"
+
+    def seen(self, dedupe_key: str) -> str:
+        """String with a TTL: this event (or order line) has had its effect."""
+        return f"{self._shop}:seen:{dedupe_key}"
+
+    @property
+    def pending(self) -> str:
+        """Sorted set: SKUs Taobao has not confirmed yet; score = when to push (epoch ms)."""
+        return f"{self._shop}:pending"
+
+    @property
+    def sku_index(self) -> str:
+        """Set: every SKU code the ledger knows (for reports and reconciliation; SSCAN it)."""
+        return f"{self._shop}:skus"
+
+    # ------------------------------------------------------------- Taobao projection
+
+    def mapping(self, sku: str) -> str:
+        """String with a TTL: ``<num_iid>:<sku_id>`` (``<num_iid>:`` for an item without
+        SKUs) or ``-`` when the merchant code is not on Taobao."""
+        return f"{self._shop}:map:{sku}"
+
+    def item(self, num_iid: int) -> str:
+        """Hash: what the connector knows of a Taobao item (shelf state, who delisted it)."""
+        return f"{self._shop}:item:{num_iid}"
+
+    def push_lease(self, num_iid: int) -> str:
+        """String with a TTL: the replica currently pushing this item holds it."""
+        return f"{self._shop}:lease:{num_iid}"
+
+    def intent(self, num_iid: int) -> str:
+        """Hash: incremental updates recorded before the call, until their outcome is known."""
+        return f"{self._shop}:intent:{num_iid}"

@@ -1,0 +1,332 @@
+"""The stock ledger in Redis: the source of truth Taobao is a projection of.
+
+Each event is applied by ONE call of ``ledger_apply.lua``: its de-dup keys, its stock
+arithmetic for every line, the order's line state, the movement logs, the version bump and
+the pending (outbox) entry are written together, so a crash leaves all or none of them. The
+semantics are specified by the pure model in ``connector.stock``; the two must agree for
+any arrival order and any redelivery (property test in ``tests/integration/test_ledger.py``).
+
+Redis layout (every key from ``connector.keys.Keys``):
+
+- ``sku(sku)`` hash: ``on_hand`` (total over warehouses), ``oh:<wh>`` (per warehouse),
+  ``reserved``, ``version`` (+1 on every stock change), ``pushed`` (highest version Taobao
+  confirmed), ``st_at:<wh>`` / ``st_id:<wh>`` (the stocktake in force at a warehouse:
+  occurred_at and event id), ``mv_trim:<wh>`` (the movement log's horizon, see Limits).
+- ``order(order_id)`` hash: ``state:<sku>`` (reserved | cancelled | shipped) and
+  ``reserved:<sku>`` (what that line holds); expires after the de-dup TTL, refreshed.
+- ``seen(key)`` string = the effect name, with the de-dup TTL; key = event id for warehouse
+  events, ``line_key(order, sku, type)`` for order lines.
+- ``movements(sku, wh)`` sorted set: movements applied since the warehouse's last stocktake,
+  score = occurred_at, member = ``<dedupe key>|<signed delta>``.
+- ``pending`` sorted set: SKU -> when to push (0 = now); ``sku_index`` set of SKU codes.
+
+Limits (event time, not wall-clock):
+
+- Redelivery is recognised for the de-dup TTL only; an order line's state lives as long.
+- Without stocktakes, a warehouse's movement log keeps at least ``movement_retention_s``
+  (default: the de-dup TTL) of movements behind the newest one, trimmed in steps of a
+  quarter of that, so at most 1.25 times as much. ``mv_trim:<wh>`` records the trim horizon;
+  a stocktake counted as of an earlier time cannot be recomputed and is rejected
+  (``stocktake_too_old``, no change). One up to ``movement_retention_s`` behind the newest
+  movement is always accepted.
+- Arrival-order independence holds within those limits, and for distinct events that
+  never share an order-line key (two *different* events for the same order, SKU and type:
+  the first to arrive wins).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from importlib import resources
+from typing import Any, TypeVar
+
+from redis.exceptions import NoScriptError, RedisError
+
+from connector.errors import DependencyError
+from connector.events import OrderEvent, StockEvent, WarehouseEvent, WarehouseType, line_key
+from connector.keys import Keys
+from connector.redis_client import AsyncRedis
+from connector.stock import movement_delta
+
+__all__ = ["Effect", "EventOutcome", "Ledger", "LineOutcome", "SkuStock"]
+
+_APPLY_LUA = resources.files(__package__).joinpath("ledger_apply.lua").read_text("utf-8")
+_CONFIRM_LUA = resources.files(__package__).joinpath("ledger_confirm.lua").read_text("utf-8")
+_RESCHEDULE_LUA = resources.files(__package__).joinpath("ledger_reschedule.lua").read_text("utf-8")
+_REPLY_WIDTH = 7  # values per line in ledger_apply.lua's reply
+# Ops whose lines carry a movement log key (ledger_apply.lua's key layout).
+_MOVES_STOCK = frozenset({"shipped", "move", "stocktake"})
+_T = TypeVar("_T")
+_Line = tuple[str, int, str, str]  # sku, quantity, warehouse, dedupe key
+
+
+class Effect(StrEnum):
+    """What one event did to one SKU (stored as the value of its de-dup key)."""
+
+    RESERVED = "reserved"
+    ORDER_ALREADY_CANCELLED = "order_already_cancelled"  # create after its cancel
+    ORDER_ALREADY_SHIPPED = "order_already_shipped"  # create after its shipment
+    RELEASED = "released"
+    NOTHING_TO_RELEASE = "nothing_to_release"  # cancel before create: tombstone recorded
+    ALREADY_SHIPPED = "already_shipped"  # cancel after shipment
+    SHIPPED = "shipped"
+    SHIPPED_WITHOUT_RESERVATION = "shipped_without_reservation"
+    NO_STOCK_CHANGE = "no_stock_change"  # refund
+    ON_HAND_CHANGED = "on_hand_changed"  # received, returned, damaged, adjusted
+    STOCKTAKE_APPLIED = "stocktake_applied"
+    SUPERSEDED_BY_STOCKTAKE = "superseded_by_stocktake"  # already counted by a stocktake
+    STOCKTAKE_TOO_OLD = "stocktake_too_old"  # older than the movement log's horizon
+
+
+@dataclass(frozen=True, slots=True)
+class LineOutcome:
+    """One line's effect and its SKU's figures right after it."""
+
+    sku: str
+    effect: Effect
+    duplicate: bool
+    available: int
+    reserved: int
+    on_hand: int
+    version: int
+    oversold: bool  # this effect reduced availability and left it below zero
+
+
+@dataclass(frozen=True, slots=True)
+class EventOutcome:
+    event_id: str
+    lines: tuple[LineOutcome, ...]
+
+    @property
+    def duplicate(self) -> bool:
+        """Every line was a duplicate: the event changed nothing."""
+        return all(line.duplicate for line in self.lines)
+
+
+@dataclass(frozen=True, slots=True)
+class SkuStock:
+    sku: str
+    on_hand: Mapping[str, int]  # per warehouse
+    reserved: int
+    available: int  # sum(on_hand) - reserved; negative when oversold
+    version: int
+    pushed: int  # highest version Taobao confirmed
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One script call: its KEYS, its one JSON argument, and the SKU of each line."""
+
+    keys: list[str]
+    arg: str
+    skus: tuple[str, ...]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _texts(values: Iterable[Any]) -> list[str]:
+    """Redis replies as text, whether or not the client decodes responses."""
+    return [_text(v) for v in values]
+
+
+class Ledger:
+    """Applies stock events exactly once and keeps the outbox of SKUs to push."""
+
+    def __init__(
+        self,
+        redis: AsyncRedis,
+        keys: Keys,
+        *,
+        dedupe_ttl_s: int,
+        default_warehouse: str,
+        movement_retention_s: int | None = None,
+    ) -> None:
+        if dedupe_ttl_s <= 0 or (movement_retention_s is not None and movement_retention_s <= 0):
+            raise ValueError("dedupe_ttl_s and movement_retention_s must be positive")
+        if not default_warehouse:
+            raise ValueError("default_warehouse must not be empty")
+        self._redis = redis
+        self._keys = keys
+        self._ttl_s = dedupe_ttl_s
+        self._retention_ms = (movement_retention_s or dedupe_ttl_s) * 1000
+        self._default_warehouse = default_warehouse
+        self._apply = redis.register_script(_APPLY_LUA)
+        self._confirm = redis.register_script(_CONFIRM_LUA)
+        self._reschedule = redis.register_script(_RESCHEDULE_LUA)
+
+    # ------------------------------------------------------------- applying events
+
+    async def apply(self, events: Sequence[StockEvent]) -> list[EventOutcome]:
+        """Apply events in order in one pipelined round trip; outcomes in input order.
+
+        On ``DependencyError`` some events may have been applied: retry the whole batch,
+        the applied ones come back as duplicates.
+        """
+        calls = [self._call(event) for event in events]
+        # An event without lines has nothing to apply: it gets no script call.
+        replies = iter(await self._run([call for call in calls if call.skus]))
+        return [
+            EventOutcome(event.event_id, _lines(call.skus, next(replies) if call.skus else ""))
+            for event, call in zip(events, calls, strict=True)
+        ]
+
+    def _call(self, event: StockEvent) -> _Call:
+        """KEYS and the JSON argument of ledger_apply.lua (layout in its header)."""
+        k = self._keys
+        keys = [k.pending, k.sku_index]
+        if isinstance(event, OrderEvent):
+            keys.append(k.order(event.order_id))
+        op, lines = self._op_and_lines(event)
+        for sku, _, warehouse, dedupe in lines:
+            keys.extend((k.sku(sku), k.seen(dedupe)))
+            if op in _MOVES_STOCK:
+                keys.append(k.movements(sku, warehouse))
+        head = [op, self._ttl_s, self._retention_ms, event.occurred_at_ms, event.event_id]
+        arg = json.dumps([*head, lines], ensure_ascii=False, separators=(",", ":"))
+        return _Call(keys, arg, tuple(line[0] for line in lines))
+
+    def _op_and_lines(self, event: StockEvent) -> tuple[str, list[_Line]]:
+        """The script's op and its (sku, quantity, warehouse, dedupe key) per line."""
+        if isinstance(event, WarehouseEvent):
+            if event.type is WarehouseType.STOCKTAKE:
+                return "stocktake", [(event.sku, event.quantity, event.warehouse, event.event_id)]
+            delta = movement_delta(event)
+            return "move", [(event.sku, delta, event.warehouse, event.event_id)]
+        return event.type.value, [
+            (
+                line.sku,
+                line.quantity,
+                line.warehouse or self._default_warehouse,
+                line_key(event.order_id, line.sku, event.type),
+            )
+            for line in event.lines
+        ]
+
+    async def _run(self, calls: list[_Call]) -> list[Any]:
+        """EVALSHA every call in one pipeline; load the script and rerun only on NOSCRIPT.
+
+        (redis-py's pipelined Script call would add a SCRIPT EXISTS round trip per batch.)
+        """
+        replies = await self._pipeline(calls)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            # A call that got NOSCRIPT did not run, so running it now applies it once.
+            await self._guard(self._redis.script_load(self._apply.script))
+            again = await self._pipeline([calls[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise DependencyError(f"Redis ledger script failed: {reply}") from reply
+        return replies
+
+    async def _pipeline(self, calls: list[_Call]) -> list[Any]:
+        if not calls:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for call in calls:
+                pipe.evalsha(self._apply.sha, len(call.keys), *call.keys, call.arg)
+            result: list[Any] = await self._guard(pipe.execute(raise_on_error=False))
+            return result
+
+    @staticmethod
+    async def _guard(awaitable: Awaitable[_T]) -> _T:
+        try:
+            return await awaitable
+        except RedisError as exc:
+            raise DependencyError(f"Redis unreachable for the stock ledger: {exc}") from exc
+
+    # ------------------------------------------------------------- reading stock
+
+    async def stock(self, skus: Iterable[str]) -> dict[str, SkuStock]:
+        """Current figures of each SKU (zeros for an unknown one), in one round trip."""
+        wanted = list(dict.fromkeys(skus))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for sku in wanted:
+                pipe.hgetall(self._keys.sku(sku))
+            rows = await self._guard(pipe.execute())
+        return {sku: _sku_stock(sku, row) for sku, row in zip(wanted, rows, strict=True)}
+
+    async def due(self, now_ms: int, limit: int) -> list[str]:
+        """Pending SKUs whose push time has come (score <= now_ms), oldest first."""
+        members = await self._guard(
+            self._redis.zrangebyscore(self._keys.pending, "-inf", now_ms, start=0, num=limit)
+        )
+        return _texts(members)
+
+    async def pending_count(self) -> int:
+        return int(await self._guard(self._redis.zcard(self._keys.pending)))
+
+    async def iter_skus(self) -> AsyncIterator[str]:
+        """Every SKU the ledger knows (SSCAN: safe on a large index, may repeat one)."""
+        try:
+            async for member in self._redis.sscan_iter(self._keys.sku_index, count=500):
+                yield _text(member)
+        except RedisError as exc:
+            raise DependencyError(f"Redis unreachable for the stock ledger: {exc}") from exc
+
+    # ------------------------------------------------------------- the outbox
+
+    async def confirm(self, pushed: Mapping[str, int]) -> None:
+        """Record that Taobao shows ``version`` for each SKU; a SKU leaves the pending set
+        only once that covers its current version (atomic per SKU)."""
+        if not pushed:
+            return
+        keys = [self._keys.pending, *(self._keys.sku(sku) for sku in pushed)]
+        args = [value for sku, version in pushed.items() for value in (sku, version)]
+        await self._guard(self._confirm(keys=keys, args=args))
+
+    async def reschedule(self, read: Mapping[str, int], until_ms: int) -> None:
+        """Retry these SKUs (code -> the version a failed push read) at ``until_ms``.
+
+        A SKU that changed since it was read stays due now, so a failing push never delays
+        a newer change; one whose current version Taobao already has is left alone.
+        """
+        if not read:
+            return
+        keys = [self._keys.pending, *(self._keys.sku(sku) for sku in read)]
+        args: list[str | int] = [until_ms]
+        args += [value for sku, version in read.items() for value in (sku, version)]
+        await self._guard(self._reschedule(keys=keys, args=args))
+
+
+def _lines(skus: tuple[str, ...], reply: bytes | str) -> tuple[LineOutcome, ...]:
+    """Parse ledger_apply.lua's reply: 7 space-separated values per line."""
+    values = _text(reply).split()
+    out = []
+    for i, sku in enumerate(skus):
+        effect, dup, available, reserved, on_hand, version, oversold = values[
+            i * _REPLY_WIDTH : (i + 1) * _REPLY_WIDTH
+        ]
+        out.append(
+            LineOutcome(
+                sku=sku,
+                effect=Effect(effect),
+                duplicate=dup == "1",
+                available=int(available),
+                reserved=int(reserved),
+                on_hand=int(on_hand),
+                version=int(version),
+                oversold=oversold == "1",
+            )
+        )
+    return tuple(out)
+
+
+def _sku_stock(sku: str, row: Mapping[bytes | str, bytes | str]) -> SkuStock:
+    fields = {_text(k): _text(v) for k, v in row.items()}
+    on_hand = {f[3:]: int(n) for f, n in fields.items() if f.startswith("oh:")}
+    reserved = int(fields.get("reserved", 0))
+    return SkuStock(
+        sku=sku,
+        on_hand=on_hand,
+        reserved=reserved,
+        available=sum(on_hand.values()) - reserved,
+        version=int(fields.get("version", 0)),
+        pushed=int(fields.get("pushed", 0)),
+    )

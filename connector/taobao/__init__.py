@@ -1,0 +1,1 @@
+"""Taobao Open Platform (TOP): signing, protocol, error classification and the async client."""

@@ -1,0 +1,370 @@
+"""The seller's OAuth session: where the newest token lives and how it is refreshed.
+
+The access token (TOP's ``session`` parameter) expires; the refresh token buys a new one at
+the OAuth token endpoint, and the endpoint may rotate the refresh token as it does so. With
+several replicas the newest pair must be visible to all of them and only one may refresh at
+a time, so the pair lives in Redis (``Keys.token``) and a short lock (``Keys.token_lock``)
+makes the refresh single-flight. The configured token is a *seed*: it is written to Redis
+the first time, or when the operator configures a different one (a re-authorisation);
+otherwise the newest refreshed token in Redis wins.
+
+Tokens are ``SecretStr`` everywhere and never appear in logs, spans or exception text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import httpx
+from pydantic import SecretStr
+from redis.exceptions import RedisError
+
+from connector.errors import DependencyError, TaobaoSessionError, redact
+from connector.keys import Keys
+from connector.leases import Leases
+from connector.redis_client import AsyncRedis
+
+__all__ = [
+    "MemoryTokenStore",
+    "OAuthTokenEndpoint",
+    "RedisTokenStore",
+    "StoredToken",
+    "TokenEndpoint",
+    "TokenGrant",
+    "TokenManager",
+    "TokenStore",
+]
+
+_REFRESH_METHOD = "oauth.token.refresh"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    """What the token endpoint hands out."""
+
+    access_token: SecretStr
+    refresh_token: SecretStr | None
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredToken:
+    """The newest token as every replica sees it; ``version`` grows on every change."""
+
+    access_token: SecretStr
+    refresh_token: SecretStr | None
+    expires_at: datetime | None
+    version: int
+    seed: str  # fingerprint of the configured token this one descends from
+
+
+def fingerprint(token: SecretStr) -> str:
+    """A one-way fingerprint, to notice a newly configured token without storing it twice."""
+    return hashlib.sha256(token.get_secret_value().encode("utf-8")).hexdigest()[:32]
+
+
+class TokenStore(Protocol):
+    async def load(self) -> StoredToken | None: ...
+    async def save(self, grant: TokenGrant, *, seed: str) -> StoredToken: ...
+    async def try_lock(self, owner: str, ttl_s: float) -> bool: ...
+    async def unlock(self, owner: str) -> None: ...
+
+
+class TokenEndpoint(Protocol):
+    async def refresh(self, refresh_token: SecretStr) -> TokenGrant: ...
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+class RedisTokenStore:
+    """The token hash and refresh lock in Redis, shared by every replica."""
+
+    def __init__(self, redis: AsyncRedis, keys: Keys, app_key: str) -> None:
+        self._redis = redis
+        self._key = keys.token(app_key)
+        self._lock_key = keys.token_lock(app_key)
+        self._leases = Leases(redis)
+
+    async def load(self) -> StoredToken | None:
+        try:
+            raw = await self._redis.hgetall(self._key)
+        except RedisError as exc:
+            raise DependencyError(f"Redis unreachable for the Taobao token: {exc}") from exc
+        if not raw:
+            return None
+        fields = {_text(k): _text(v) for k, v in raw.items()}
+        refresh = fields.get("refresh_token")
+        expires_ms = fields.get("expires_at_ms")
+        return StoredToken(
+            access_token=SecretStr(fields["access_token"]),
+            refresh_token=SecretStr(refresh) if refresh else None,
+            expires_at=datetime.fromtimestamp(int(expires_ms) / 1000, UTC) if expires_ms else None,
+            version=int(fields.get("version", "0")),
+            seed=fields.get("seed", ""),
+        )
+
+    async def save(self, grant: TokenGrant, *, seed: str) -> StoredToken:
+        mapping: dict[Any, Any] = {
+            "access_token": grant.access_token.get_secret_value(),
+            "refresh_token": grant.refresh_token.get_secret_value() if grant.refresh_token else "",
+            "expires_at_ms": str(int(grant.expires_at.timestamp() * 1000))
+            if grant.expires_at
+            else "",
+            "seed": seed,
+        }
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset(self._key, mapping=mapping)
+                pipe.hincrby(self._key, "version", 1)
+                _, version = await pipe.execute()
+        except RedisError as exc:
+            raise DependencyError(f"Redis unreachable for the Taobao token: {exc}") from exc
+        return StoredToken(grant.access_token, grant.refresh_token, grant.expires_at, version, seed)
+
+    async def try_lock(self, owner: str, ttl_s: float) -> bool:
+        return await self._leases.acquire(self._lock_key, ttl_s, token=owner) is not None
+
+    async def unlock(self, owner: str) -> None:
+        await self._leases.release(self._lock_key, owner)
+
+
+class MemoryTokenStore:
+    """A process-local store (unit tests, a single local run)."""
+
+    def __init__(self) -> None:
+        self._token: StoredToken | None = None
+        self._lock_owner: str | None = None
+
+    async def load(self) -> StoredToken | None:
+        return self._token
+
+    async def save(self, grant: TokenGrant, *, seed: str) -> StoredToken:
+        version = (self._token.version if self._token else 0) + 1
+        self._token = StoredToken(
+            grant.access_token, grant.refresh_token, grant.expires_at, version, seed
+        )
+        return self._token
+
+    async def try_lock(self, owner: str, ttl_s: float) -> bool:
+        if self._lock_owner is None:
+            self._lock_owner = owner
+            return True
+        return False
+
+    async def unlock(self, owner: str) -> None:
+        if self._lock_owner == owner:
+            self._lock_owner = None
+
+
+class OAuthTokenEndpoint:
+    """``POST token_url`` with ``grant_type=refresh_token`` (reference §4.1)."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        token_url: str,
+        app_key: str,
+        app_secret: SecretStr,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._http = http
+        self._url = token_url
+        self._app_key = app_key
+        self._secret = app_secret
+        self._clock = clock
+
+    async def refresh(self, refresh_token: SecretStr) -> TokenGrant:
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token.get_secret_value(),
+            "client_id": self._app_key,
+            "client_secret": self._secret.get_secret_value(),
+        }
+        try:
+            response = await self._http.post(self._url, data=form)
+        except httpx.HTTPError as exc:
+            raise TaobaoSessionError(
+                f"token endpoint unreachable ({type(exc).__name__}); check TAOBAO_TOKEN_URL",
+                method=_REFRESH_METHOD,
+            ) from None
+        return self._grant(response, refresh_token)
+
+    def _grant(self, response: httpx.Response, used: SecretStr) -> TokenGrant:
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = None
+        access = body.get("access_token") if isinstance(body, dict) else None
+        if response.status_code != 200 or not isinstance(access, str) or not access.strip():
+            raise TaobaoSessionError(
+                self._refusal(response.status_code, body, used), method=_REFRESH_METHOD
+            )
+        assert isinstance(body, dict)
+        new_refresh = body.get("refresh_token")
+        return TokenGrant(
+            access_token=SecretStr(access),
+            # An endpoint that does not rotate the refresh token leaves the old one valid.
+            refresh_token=SecretStr(new_refresh)
+            if isinstance(new_refresh, str) and new_refresh
+            else used,
+            expires_at=self._expiry(body.get("expires_in")),
+        )
+
+    def _expiry(self, expires_in: Any) -> datetime | None:
+        if expires_in in (None, ""):
+            return None
+        try:
+            seconds = float(expires_in)
+        except (TypeError, ValueError):
+            raise TaobaoSessionError(
+                "token endpoint answered with a malformed expires_in", method=_REFRESH_METHOD
+            ) from None
+        return datetime.fromtimestamp(self._clock() + seconds, UTC)
+
+    def _refusal(self, status: int, body: Any, used: SecretStr) -> str:
+        error = description = ""
+        if isinstance(body, dict):
+            error = str(body.get("error", ""))
+            description = str(body.get("error_description", ""))
+        secret_values = (used.get_secret_value(), self._secret.get_secret_value())
+        # Redact before truncating, or a secret cut in two would escape the match.
+        detail = redact(f"{error}: {description}".strip(": "), secret_values)[:200]
+        detail = detail or f"HTTP {status}"
+        hint = (
+            "check TAOBAO_APP_KEY and TAOBAO_APP_SECRET"
+            if error == "invalid_client"
+            else "authorize the app again and set TAOBAO_SESSION and TAOBAO_REFRESH_TOKEN"
+        )
+        return f"token refresh refused ({detail}); {hint}"
+
+
+def _must_seed(stored: StoredToken | None, seed_fp: str) -> bool:
+    """Write the configured token unless Redis holds it or a token refreshed from it."""
+    return stored is None or stored.seed != seed_fp
+
+
+class TokenManager:
+    """Hands out the current access token and refreshes it once, across replicas."""
+
+    def __init__(
+        self,
+        *,
+        store: TokenStore,
+        endpoint: TokenEndpoint,
+        seed_session: SecretStr | None,
+        seed_refresh_token: SecretStr | None,
+        seed_expires_at: datetime | None = None,
+        refresh_margin_s: float = 300.0,
+        lock_ttl_s: float = 15.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._store = store
+        self._endpoint = endpoint
+        self._seed = (
+            TokenGrant(seed_session, seed_refresh_token, seed_expires_at) if seed_session else None
+        )
+        self._margin_s = refresh_margin_s
+        self._lock_ttl_s = lock_ttl_s
+        self._clock = clock
+        self._sleep = sleep
+        self._cached: StoredToken | None = None
+        self._local = asyncio.Lock()
+        self._owner = secrets.token_hex(8)
+
+    def __repr__(self) -> str:
+        version = self._cached.version if self._cached else None
+        return f"TokenManager(version={version})"
+
+    def usable(self) -> bool:
+        """Whether a token is at hand and not past its known expiry. No I/O: for probes."""
+        token = self._cached
+        if token is None:
+            return False
+        return token.expires_at is None or token.expires_at.timestamp() > self._clock()
+
+    async def current(self) -> StoredToken:
+        """The token to call with, refreshed first if it is about to expire."""
+        token = self._cached
+        if token is None or self._expiring(token):
+            token = await self._load_or_seed()
+        if self._expiring(token) and token.refresh_token is not None:
+            token = await self.refresh(stale=token)
+        return token
+
+    async def refresh(self, *, stale: StoredToken) -> StoredToken:
+        """Replace ``stale`` (rejected or expiring) with a fresh token, once for everyone."""
+        async with self._local:
+            deadline = self._clock() + self._lock_ttl_s
+            while True:
+                newer = await self._newer_than(stale)
+                if newer is not None:
+                    return newer
+                if await self._store.try_lock(self._owner, self._lock_ttl_s):
+                    break
+                if self._clock() > deadline:
+                    raise TaobaoSessionError(
+                        "timed out waiting for another replica to refresh the token",
+                        method=_REFRESH_METHOD,
+                    )
+                await self._sleep(0.1)
+            try:
+                return await self._refresh_locked(stale)
+            finally:
+                await self._store.unlock(self._owner)
+
+    async def _refresh_locked(self, stale: StoredToken) -> StoredToken:
+        newer = await self._newer_than(stale)
+        if newer is not None:
+            return newer
+        if stale.refresh_token is None:
+            raise TaobaoSessionError(
+                "the session is invalid or expired and no refresh token is configured; "
+                "set TAOBAO_REFRESH_TOKEN or a new TAOBAO_SESSION",
+                method=_REFRESH_METHOD,
+            )
+        grant = await self._endpoint.refresh(stale.refresh_token)
+        self._cached = await self._store.save(grant, seed=stale.seed)
+        return self._cached
+
+    async def _newer_than(self, stale: StoredToken) -> StoredToken | None:
+        stored = await self._store.load()
+        # A higher version alone is not enough: replicas seeding the same configured token
+        # concurrently bump the version without changing the token.
+        if (
+            stored is not None
+            and stored.version > stale.version
+            and stored.access_token != stale.access_token
+        ):
+            self._cached = stored
+            return stored
+        return None
+
+    async def _load_or_seed(self) -> StoredToken:
+        stored = await self._store.load()
+        seed_fp = fingerprint(self._seed.access_token) if self._seed else None
+        if self._seed is not None and seed_fp is not None and _must_seed(stored, seed_fp):
+            # First start, or the operator configured a new token: it replaces the stored one.
+            stored = await self._store.save(self._seed, seed=seed_fp)
+        if stored is None:
+            raise TaobaoSessionError(
+                "no seller session: set TAOBAO_SESSION (and TAOBAO_REFRESH_TOKEN)",
+                method=_REFRESH_METHOD,
+            )
+        self._cached = stored
+        return stored
+
+    def _expiring(self, token: StoredToken) -> bool:
+        if token.expires_at is None:
+            return False
+        return token.expires_at.timestamp() - self._margin_s <= self._clock()

@@ -1,0 +1,136 @@
+"""The call budget shared through Redis by several client instances (replicas)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from redis.asyncio import Redis
+
+from connector.errors import TaobaoCallLimited
+from connector.keys import Keys
+from connector.sandbox.server import SandboxServer
+from connector.taobao.client import TopClient, build_http_client
+from connector.telemetry import TaobaoMetrics, get_tracer
+from tests.conftest import SandboxFactory, taobao_settings
+from tests.helpers import api_calls, set_faults
+
+pytestmark = pytest.mark.integration
+
+MUG = 600000000003
+MakeClient = Callable[..., TopClient]
+
+
+def arrival_times(sandbox: SandboxServer) -> list[float]:
+    return sorted(datetime.fromisoformat(c["time"]).timestamp() for c in api_calls(sandbox))
+
+
+def max_in_window(times: list[float], window_s: float) -> int:
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= window_s:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+async def test_two_replicas_together_stay_within_the_qps(
+    sandbox_factory: SandboxFactory, make_client: MakeClient
+) -> None:
+    qps = 20
+    # The sandbox bans above the same QPS: a single code 7 would mean we overspent.
+    sandbox = sandbox_factory(qps=qps, ban_s=5)
+    replicas = [make_client(sandbox, qps=qps, burst=1) for _ in range(2)]
+
+    started = time.monotonic()
+    await asyncio.gather(
+        *(replica.update_quantity(MUG, n) for replica in replicas for n in range(1, 31))
+    )
+    elapsed = time.monotonic() - started
+
+    calls = api_calls(sandbox)
+    assert len(calls) == 60
+    assert all(c["code"] is None for c in calls)  # never limited by the platform
+    assert elapsed >= (60 - 1) / qps * 0.95
+    assert max_in_window(arrival_times(sandbox), 1.0) <= qps + 1
+
+
+async def test_a_ban_seen_by_one_replica_pauses_the_other(
+    sandbox: SandboxServer, make_client: MakeClient
+) -> None:
+    banned, other = make_client(sandbox, deadline_s=1.0), make_client(sandbox, deadline_s=0.5)
+    set_faults(sandbox, {"error_rates": {"7": 1.0}})
+    with pytest.raises(TaobaoCallLimited) as info:
+        await banned.update_quantity(MUG, 1)
+    assert info.value.retry_after_s >= 1
+    set_faults(sandbox, {})
+
+    # The other replica does not call at all while the ban lasts longer than its deadline …
+    with pytest.raises(TaobaoCallLimited):
+        await other.update_quantity(MUG, 2)
+    assert len(api_calls(sandbox)) == 1
+
+    # … and with a longer deadline it waits the ban out, then calls.
+    patient = make_client(sandbox, deadline_s=10.0)
+    started = time.monotonic()
+    await patient.update_quantity(MUG, 3)
+    assert time.monotonic() - started >= 0.5
+    assert [c["code"] for c in api_calls(sandbox)] == [7, None]
+
+
+@pytest.fixture
+async def observed_client(
+    sandbox: SandboxServer, redis: Redis, keys: Keys
+) -> AsyncIterator[tuple[TopClient, InMemorySpanExporter, InMemoryMetricReader]]:
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    settings = taobao_settings(sandbox, qps=10, burst=1)
+    async with build_http_client(settings) as http:
+        client = TopClient.from_settings(
+            settings,
+            redis=redis,
+            keys=keys,
+            http=http,
+            tracer=get_tracer(tracer_provider),
+            metrics=TaobaoMetrics.create(MeterProvider(metric_readers=[reader])),
+        )
+        yield client, spans, reader
+    tracer_provider.shutdown()
+
+
+async def test_waiting_for_the_budget_is_visible(
+    observed_client: tuple[TopClient, InMemorySpanExporter, InMemoryMetricReader],
+) -> None:
+    client, spans, reader = observed_client
+
+    for n in range(3):
+        await client.update_quantity(MUG, n + 1)
+
+    finished = spans.get_finished_spans()
+    assert [s.name for s in finished] == ["taobao taobao.item.quantity.update"] * 3
+    waits = [s.attributes["taobao.budget_wait_s"] for s in finished if s.attributes]
+    assert waits[0] == 0
+    assert all(0.05 <= w <= 0.2 for w in waits[1:])  # paced at 10 per second
+    assert all(s.attributes and s.attributes["taobao.request_id"] for s in finished)
+
+    data = reader.get_metrics_data()
+    assert data is not None
+    metrics = {
+        m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+    }
+    wait_points = list(metrics["taobao.budget.wait"].data.data_points)
+    assert wait_points[0].count == 3
+    assert wait_points[0].sum >= 0.1
+    calls = list(metrics["taobao.calls"].data.data_points)
+    assert calls[0].attributes == {"method": "taobao.item.quantity.update", "outcome": "ok"}
+    assert calls[0].value == 3

@@ -1,0 +1,108 @@
+"""The command line as a user meets it: one clear line per mistake, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from connector.sandbox.server import SandboxServer
+
+pytestmark = pytest.mark.integration
+
+
+def run_cli(
+    *args: str, env: dict[str, str], timeout_s: float = 60
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("TAOBAO_", "REDIS_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "connector", *args],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+def sandbox_env(
+    sandbox: SandboxServer, redis_url: str, broker: str, **overrides: str
+) -> dict[str, str]:
+    config = sandbox.config
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": broker,
+        "TAOBAO_APP_KEY": config.app_key,
+        "TAOBAO_APP_SECRET": config.app_secret,
+        "TAOBAO_SESSION": config.session,
+        "TAOBAO_REFRESH_TOKEN": config.refresh_token,
+        "TAOBAO_GATEWAY_URL": sandbox.gateway_url,
+        "TAOBAO_TOKEN_URL": sandbox.token_url,
+        "TAOBAO_DEADLINE_S": "3",
+        "REDIS_URL": redis_url,
+        "REDIS_KEY_PREFIX": "cli-test",
+        **overrides,
+    }
+
+
+def test_check_passes_against_the_sandbox(
+    sandbox: SandboxServer, redis_url: str, broker: str
+) -> None:
+    result = run_cli("check", env=sandbox_env(sandbox, redis_url, broker))
+
+    assert result.returncode == 0, result.stderr
+    assert "taobao: ok" in result.stderr
+
+
+def test_missing_settings_are_named_together() -> None:
+    result = run_cli("check", env={"TAOBAO_QPS": "fast", "TAOBAO_APPKEY": "typo"})
+
+    assert result.returncode == 2
+    assert "TAOBAO_APPKEY is not a setting" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_redis_names_the_variable(sandbox: SandboxServer, broker: str) -> None:
+    env = sandbox_env(sandbox, "redis://:hunter2-password@127.0.0.1:9/0", broker)
+    result = run_cli("check", env=env)
+
+    assert result.returncode == 1
+    assert "REDIS_URL" in result.stderr
+    assert "hunter2-password" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ({"TAOBAO_APP_SECRET": "wrong-secret-value"}, "TAOBAO_APP_SECRET"),
+        ({"TAOBAO_APP_KEY": "wrong-app-key"}, "TAOBAO_APP_KEY"),
+    ],
+)
+def test_wrong_credentials_name_the_setting(
+    sandbox: SandboxServer, redis_url: str, broker: str, override: dict[str, str], named: str
+) -> None:
+    result = run_cli("check", env=sandbox_env(sandbox, redis_url, broker, **override))
+
+    assert result.returncode == 1
+    assert named in result.stderr
+    assert "wrong-secret-value" not in result.stderr
+    assert sandbox.config.session not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_broker_names_the_variable(sandbox: SandboxServer, redis_url: str) -> None:
+    result = run_cli("check", env=sandbox_env(sandbox, redis_url, "127.0.0.1:9"))
+
+    assert result.returncode == 1
+    assert "KAFKA_BOOTSTRAP_SERVERS" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_arguments_are_usage_errors() -> None:
+    result = run_cli("check", "--bogus", env={})
+
+    assert result.returncode == 2
+    assert "--bogus" in result.stderr

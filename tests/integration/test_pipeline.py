@@ -1,0 +1,329 @@
+"""The sync job end to end: real broker, real Redis, the Taobao sandbox over HTTP.
+
+These are the acceptance tests of DESIGN.md's guarantees: exactly-once effect under
+redelivery and crashes, no forgotten push, convergence under faults, the order rules,
+oversell, shelf states, poison messages and tracing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from connector.events import OrderType, StockEvent, WarehouseType
+from connector.kafka_io import ensure_topics
+from connector.planner import target
+from connector.records import AlertKind, ResultStatus, TaobaoState
+from connector.sandbox.server import SandboxServer
+from connector.settings import KafkaSettings
+from connector.stock import reference_apply
+from connector.telemetry import get_tracer, inject_context
+from tests.helpers import admin, api_calls, set_faults
+from tests.pipeline_harness import WAREHOUSE, Crash, Harness, count, move, order, wait_for
+
+pytestmark = pytest.mark.integration
+
+MUG, TSHIRT, SNEAKER, NOTEBOOK, HEADPHONES = (
+    600000000003,
+    600000000001,
+    600000000002,
+    600000000004,
+    600000000005,
+)
+C, X, S = OrderType.CREATED, OrderType.CANCELLED, OrderType.SHIPPED
+
+
+@pytest.fixture
+def harness(kafka_settings: KafkaSettings, sandbox: SandboxServer, redis_url: str) -> Harness:
+    return Harness(kafka_settings, sandbox, redis_url)
+
+
+def taobao_quantities(sandbox: SandboxServer) -> dict[str, int]:
+    view: dict[str, int] = {}
+    for item in admin(sandbox, "GET", "/sandbox/state")["items"]:
+        for sku in item.get("skus") or []:
+            view[sku["outer_id"]] = sku["quantity"]
+        if not item.get("skus"):
+            view[item["outer_id"]] = item["num"]
+    return view
+
+
+def shelf(sandbox: SandboxServer, num_iid: int) -> str:
+    items = admin(sandbox, "GET", "/sandbox/state")["items"]
+    return str(next(i["approve_status"] for i in items if i["num_iid"] == num_iid))
+
+
+def expected_targets(events: Iterable[StockEvent], codes: Iterable[str]) -> dict[str, int]:
+    state = reference_apply(events, default_warehouse="DEFAULT")
+    return {code: target(state.available(code), 0) for code in codes}
+
+
+async def converged(harness: Harness, events: list[StockEvent], codes: list[str]) -> None:
+    want = expected_targets(events, codes)
+
+    def matches() -> bool:
+        shown = taobao_quantities(harness.sandbox)
+        return all(shown[c] == want[c] for c in codes)
+
+    await wait_for(matches, what=f"Taobao to show {want}")
+
+
+OPENING = [
+    count("MUG-WHITE", 20),
+    count("TSHIRT-RED-M", 10),
+    count("TSHIRT-RED-L", 5),
+    count("TSHIRT-BLUE-M", 4),
+]
+ORDERS = [
+    order("o1-c", "o1", C, ("MUG-WHITE", 2), ("TSHIRT-RED-M", 1), at=10),
+    order("o2-c", "o2", C, ("TSHIRT-RED-L", 2), at=20),
+    order("o2-x", "o2", X, ("TSHIRT-RED-L", 2), at=30),
+    order("o1-s", "o1", S, ("MUG-WHITE", 2), ("TSHIRT-RED-M", 1), at=40),
+    move("rcv-1", WarehouseType.RECEIVED, "TSHIRT-BLUE-M", 6, at=50),
+]
+CODES = ["MUG-WHITE", "TSHIRT-RED-M", "TSHIRT-RED-L", "TSHIRT-BLUE-M"]
+
+
+async def test_every_event_delivered_twice_has_one_effect(harness: Harness) -> None:
+    events = OPENING + ORDERS
+    harness.produce(events + events)
+
+    async with harness.running() as connector:
+        results = await harness.results(2 * len(events))
+        await converged(harness, events, CODES)
+        stock = await connector.ledger.stock(CODES)
+
+    statuses = Counter(r.status for r in results)
+    assert statuses == {ResultStatus.APPLIED: len(events), ResultStatus.DUPLICATE: len(events)}
+    reference = reference_apply(events, default_warehouse="DEFAULT")
+    for code in CODES:
+        assert stock[code].available == reference.available(code)
+        assert stock[code].on_hand == {WAREHOUSE: reference.total_on_hand(code)}
+
+
+async def test_batch_replayed_after_a_crash_before_commit(harness: Harness) -> None:
+    events = OPENING + ORDERS
+    harness.produce(events)
+
+    async with harness.running() as first:
+
+        def crash(*_: Any) -> None:
+            raise Crash
+
+        first.consumer.commit = crash  # type: ignore[method-assign]
+        await harness.results(len(events))  # results were produced, offsets never committed
+
+    # A new instance in the same group gets the whole batch again.
+    async with harness.running() as second:
+        results = await harness.results(2 * len(events))
+        await converged(harness, events, CODES)
+        stock = await second.ledger.stock(CODES)
+
+    replayed = results[len(events) :]
+    assert {r.status for r in replayed} == {ResultStatus.DUPLICATE}
+    reference = reference_apply(events, default_warehouse="DEFAULT")
+    assert {c: stock[c].available for c in CODES} == {c: reference.available(c) for c in CODES}
+
+
+async def test_crash_between_ledger_and_taobao_catches_up_on_restart(
+    harness: Harness, kafka_settings: KafkaSettings
+) -> None:
+    events = OPENING
+    harness.produce(events)
+    before = taobao_quantities(harness.sandbox)
+
+    async with harness.running() as first:
+
+        async def crash(*_: Any, **__: Any) -> None:
+            raise Crash
+
+        first.projection.push = crash  # type: ignore[method-assign]
+        await wait_for(lambda: first.ledger.pending_count(), what="the ledger to hold pending SKUs")
+    assert taobao_quantities(harness.sandbox) == before  # Taobao was never told
+
+    # Restart reading fresh, empty topics: no event (and no redelivery) arrives at all.
+    quiet = kafka_settings.model_copy(
+        update={
+            "orders_topic": f"{kafka_settings.orders_topic}-quiet",
+            "warehouse_topic": f"{kafka_settings.warehouse_topic}-quiet",
+            "group_id": f"{kafka_settings.group_id}-quiet",
+        }
+    )
+    ensure_topics(quiet, [quiet.orders_topic, quiet.warehouse_topic], partitions=1)
+    async with harness.running(kafka=quiet) as second:
+        await converged(harness, events, CODES)
+        await wait_for(lambda: _no_pending(second), what="the pending set to empty")
+
+
+async def _no_pending(connector: Any) -> bool:
+    return await connector.ledger.pending_count() == 0
+
+
+async def test_converges_under_dropped_responses_errors_and_bans(
+    harness: Harness, sandbox: SandboxServer
+) -> None:
+    set_faults(
+        sandbox,
+        {
+            "drop_after_apply_rate": 0.2,
+            "error_rates": {"isp.remote-service-timeout": 0.15, "7": 0.1},
+        },
+    )
+    codes = [*CODES, "HEADPHONES-PRE"]
+    events = [
+        *OPENING,
+        count("HEADPHONES-PRE", 30),  # presale: only increments reach it
+        *ORDERS,
+        order("p1", "p1", C, ("HEADPHONES-PRE", 3), at=60),
+        order("p2", "p2", C, ("HEADPHONES-PRE", 2), at=61),
+        order("p1-x", "p1", X, ("HEADPHONES-PRE", 3), at=62),
+        move("rcv-2", WarehouseType.RECEIVED, "HEADPHONES-PRE", 4, at=63),
+    ]
+    harness.produce(events)
+
+    async with harness.running() as connector:
+        await harness.results(len(events), timeout_s=60)
+        await converged(harness, events, codes)
+        await wait_for(lambda: _no_pending(connector), timeout_s=60, what="pending to empty")
+
+    calls = api_calls(sandbox)
+    assert any(c["fault"] == "drop_after_apply" for c in calls)
+    assert any(c["code"] == 7 for c in calls)
+    # 30 - 2 = 28 then +4 = 32: any increment applied twice would show here.
+    assert taobao_quantities(sandbox)["HEADPHONES-PRE"] == 32
+
+
+async def test_order_rules_say_what_happened(harness: Harness) -> None:
+    events = [
+        count("TSHIRT-RED-M", 10),
+        order("late-x", "late", X, ("TSHIRT-RED-M", 2), at=10),  # cancel before create
+        order("late-c", "late", C, ("TSHIRT-RED-M", 2), at=5),  # …the late create reserves 0
+        order("d-c", "d", C, ("TSHIRT-RED-M", 1), at=20),
+        order("d-x1", "d", X, ("TSHIRT-RED-M", 1), at=21),
+        order("d-x2", "d", X, ("TSHIRT-RED-M", 1), at=22),  # double cancel (another id)
+        order("s-c", "s", C, ("TSHIRT-RED-M", 3), at=30),
+        order("s-s", "s", S, ("TSHIRT-RED-M", 3), at=31),
+        order("s-x", "s", X, ("TSHIRT-RED-M", 3), at=32),  # cancel of a shipped order
+        order("n-s", "n", S, ("TSHIRT-RED-M", 1), at=40),  # ship without a seen create
+    ]
+    harness.produce(events)
+
+    async with harness.running():
+        results = await harness.results(len(events))
+
+    effects = {r.event_id: r.skus[0].effect for r in results}
+    statuses = {r.event_id: r.status for r in results}
+    assert effects["late-x"] == "nothing_to_release"
+    assert effects["late-c"] == "order_already_cancelled"
+    assert effects["d-x1"] == "released"
+    assert statuses["d-x2"] == ResultStatus.DUPLICATE  # same order + SKU + type
+    assert effects["s-s"] == "shipped"
+    assert effects["s-x"] == "already_shipped"
+    assert effects["n-s"] == "shipped_without_reservation"
+    final = next(r for r in results if r.event_id == "n-s").skus[0]
+    assert final.available == 10 - 3 - 1  # two shipments left; nothing reserved or restored twice
+
+
+async def test_oversell_is_alerted_and_taobao_never_goes_below_zero(
+    harness: Harness, sandbox: SandboxServer
+) -> None:
+    events = [
+        count("MUG-WHITE", 2),
+        order("m1", "m1", C, ("MUG-WHITE", 1), at=1),
+        order("m2", "m2", C, ("MUG-WHITE", 1), at=2),
+        order("m3", "m3", C, ("MUG-WHITE", 1), at=3),
+    ]
+    harness.produce(events)
+
+    async with harness.running():
+        results = await harness.results(len(events))
+        await wait_for(lambda: shelf(sandbox, MUG) == "instock", what="the mug to be delisted")
+        alerts = await harness.alerts(2)
+
+    # Orders and the stocktake come from different partitions, so which order oversells
+    # depends on arrival; exactly one result shows the SKU below zero.
+    lines = [line for r in results for line in r.skus]
+    oversold = [line for line in lines if line.available < 0]
+    assert [line.available for line in oversold] == [-1]
+    assert all(line.taobao_quantity in (None, 0) for line in lines)
+    assert min(line.available for line in lines) == -1
+    kinds = Counter(a.kind for a in alerts)
+    assert kinds[AlertKind.OVERSELL] == 1
+    assert AlertKind.OUT_OF_STOCK_DELISTED in kinds
+    assert taobao_quantities(sandbox)["MUG-WHITE"] == 0
+
+
+async def test_zero_delists_restock_relists_and_a_hand_delisted_item_stays_down(
+    harness: Harness, sandbox: SandboxServer
+) -> None:
+    harness.produce([count("MUG-WHITE", 0), count("NOTEBOOK-A5", 9)])
+    async with harness.running():
+        results = await harness.results(2)
+        await wait_for(lambda: shelf(sandbox, MUG) == "instock", what="delisting at zero")
+        harness.produce([move("back-in", WarehouseType.RECEIVED, "MUG-WHITE", 7, at=5)])
+        await wait_for(lambda: shelf(sandbox, MUG) == "onsale", what="relisting on restock")
+        results = await harness.results(3)
+
+    assert taobao_quantities(sandbox)["MUG-WHITE"] == 7
+    notebook = next(r for r in results if r.event_id.startswith("count-NOTEBOOK")).skus[0]
+    assert notebook.taobao_state == TaobaoState.HAND_DELISTED
+    assert shelf(sandbox, NOTEBOOK) == "instock"  # never relisted
+    assert taobao_quantities(sandbox)["NOTEBOOK-A5"] == 9  # but its stock is right
+
+
+async def test_poison_goes_to_the_dead_letter_topic_and_the_next_event_is_processed(
+    harness: Harness, kafka_settings: KafkaSettings
+) -> None:
+    bad_quantity = order("neg", "neg", C, ("MUG-WHITE", 1))
+    good = count("MUG-WHITE", 5)
+    harness.produce([b"\x00garbage", bad_quantity, good])
+    # Corrupt the middle one after encoding: a negative quantity the schema allows.
+    results_before = 0
+    async with harness.running():
+        results = await harness.results(results_before + 3)
+        dead = await harness.read(kafka_settings.dead_letter_topic, 1)
+
+    statuses = [r.status for r in results]
+    assert statuses.count(ResultStatus.REJECTED) == 1
+    assert statuses.count(ResultStatus.APPLIED) == 2
+    letter = dead[0]
+    assert letter.value == b"\x00garbage"
+    headers = dict(letter.headers)
+    assert headers["dlq.reason"] == b"undecodable"
+    assert headers["dlq.topic"] == kafka_settings.orders_topic.encode()
+
+
+async def test_one_trace_per_event_parented_to_the_producer(harness: Harness) -> None:
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    tracer = get_tracer(provider)
+    with tracer.start_as_current_span("upstream order service", kind=SpanKind.PRODUCER) as up:
+        headers = inject_context(up)
+        upstream = up.get_span_context()
+    harness.produce([count("MUG-WHITE", 3, at=1)], headers=headers)
+    harness.produce([count("TSHIRT-RED-M", 3, at=1)])  # no trace context: a new trace
+
+    async with harness.running(tracer=tracer):
+        results = await harness.read(harness.kafka.results_topic, 2)
+
+    finished = spans.get_finished_spans()
+    process = [s for s in finished if s.name.endswith(" process")]
+    assert len(process) == 2
+    traced = next(s for s in process if s.context.trace_id == upstream.trace_id)
+    assert traced.parent is not None
+    assert traced.parent.span_id == upstream.span_id
+    untraced = next(s for s in process if s is not traced)
+    assert untraced.context.trace_id != upstream.trace_id
+    in_trace = {s.name for s in finished if s.context.trace_id == upstream.trace_id}
+    assert {"ledger apply", "taobao push item", "taobao taobao.item.quantity.update"} <= in_trace
+    result_headers = dict(next(m.headers for m in results if m.key == b"count-MUG-WHITE-1"))
+    assert f"{upstream.trace_id:032x}".encode() in result_headers["traceparent"]
+    provider.shutdown()
