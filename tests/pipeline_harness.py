@@ -129,10 +129,16 @@ class Harness:
         finally:
             producer.close()
 
-    async def read(self, topic: str, expected: int, *, timeout_s: float = 30) -> list[Inbound]:
-        """Every message of a one-partition output topic, once at least ``expected`` are there."""
+    async def read(
+        self, topic: str, expected: int, *, timeout_s: float = 30, settle: bool = True
+    ) -> list[Inbound]:
+        """Every message of a one-partition output topic, once at least ``expected`` are there.
+
+        With ``settle`` it returns only once the topic has also gone quiet (so a count that
+        is too high shows); without, as soon as ``expected`` are there.
+        """
         return await asyncio.to_thread(
-            _read, self.kafka.bootstrap_servers, topic, expected, timeout_s
+            _read, self.kafka.bootstrap_servers, topic, expected, timeout_s, settle
         )
 
     async def results(self, expected: int, **kw: Any) -> list[SyncResult]:
@@ -144,7 +150,9 @@ class Harness:
         return [self.codec.decode_alert(m.value or b"") for m in messages]
 
 
-def _read(bootstrap: str, topic: str, expected: int, timeout_s: float) -> list[Inbound]:
+def _read(
+    bootstrap: str, topic: str, expected: int, timeout_s: float, settle: bool
+) -> list[Inbound]:
     # Assign mode: no consumer group to join, so reading takes milliseconds, not seconds.
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False}
@@ -157,7 +165,7 @@ def _read(bootstrap: str, topic: str, expected: int, timeout_s: float) -> list[I
             fresh = _inbound(consumer.consume(500, 0.3))
             found += fresh
             # Drain: return once the count is reached and the topic has gone quiet.
-            if len(found) >= expected and not fresh:
+            if len(found) >= expected and not (fresh and settle):
                 return found
     finally:
         consumer.close()

@@ -60,12 +60,16 @@ async def test_two_replicas_together_stay_within_the_qps(
     assert len(calls) == 60
     assert all(c["code"] is None for c in calls)  # never limited by the platform
     assert elapsed >= (60 - 1) / qps * 0.95
-    assert max_in_window(arrival_times(sandbox), 1.0) <= qps + 1
+    # Arrivals are stamped by the gateway, after delivery jitter: a few calls of slack.
+    # A budget not shared between the replicas would show about twice the QPS here.
+    assert max_in_window(arrival_times(sandbox), 1.0) <= qps + 3
 
 
 async def test_a_ban_seen_by_one_replica_pauses_the_other(
-    sandbox: SandboxServer, make_client: MakeClient
+    sandbox_factory: SandboxFactory, make_client: MakeClient
 ) -> None:
+    # A 3 s ban: the checks below need it to outlast a few admin calls with room to spare.
+    sandbox = sandbox_factory(ban_s=3)
     banned, other = make_client(sandbox, deadline_s=1.0), make_client(sandbox, deadline_s=0.5)
     set_faults(sandbox, {"error_rates": {"7": 1.0}})
     with pytest.raises(TaobaoCallLimited) as info:
@@ -94,7 +98,8 @@ async def observed_client(
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
     reader = InMemoryMetricReader()
-    settings = taobao_settings(sandbox, qps=10, burst=1)
+    # 2 per second: a wait stays visible even when the previous call was slow (a loaded CI).
+    settings = taobao_settings(sandbox, qps=2, burst=1)
     async with build_http_client(settings) as http:
         client = TopClient.from_settings(
             settings,
@@ -120,7 +125,7 @@ async def test_waiting_for_the_budget_is_visible(
     assert [s.name for s in finished] == ["taobao taobao.item.quantity.update"] * 3
     waits = [s.attributes["taobao.budget_wait_s"] for s in finished if s.attributes]
     assert waits[0] == 0
-    assert all(0.05 <= w <= 0.2 for w in waits[1:])  # paced at 10 per second
+    assert all(0.25 <= w <= 0.5 for w in waits[1:])  # paced at 2 per second
     assert all(s.attributes and s.attributes["taobao.request_id"] for s in finished)
 
     data = reader.get_metrics_data()
@@ -130,7 +135,7 @@ async def test_waiting_for_the_budget_is_visible(
     }
     wait_points = list(metrics["taobao.budget.wait"].data.data_points)
     assert wait_points[0].count == 3
-    assert wait_points[0].sum >= 0.1
+    assert wait_points[0].sum >= 0.5
     calls = list(metrics["taobao.calls"].data.data_points)
     assert calls[0].attributes == {"method": "taobao.item.quantity.update", "outcome": "ok"}
     assert calls[0].value == 3

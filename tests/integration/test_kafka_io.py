@@ -178,11 +178,11 @@ def test_send_to_a_stopped_broker_fails_within_the_timeout(kafka_settings: Kafka
         started = time.monotonic()
         with pytest.raises(DependencyError, match=r"KAFKA_BOOTSTRAP_SERVERS=127\.0\.0\.1:"):
             producer.send([Outbound("t", b"after")], timeout_s=1.5)
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 1.5 + 5  # the timeout, not librdkafka's 30 s
     finally:
         started = time.monotonic()
         producer.close()
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 5
 
 
 def closed_port() -> int:
@@ -212,7 +212,7 @@ def test_check_broker_names_the_setting_and_hides_the_password(
         DependencyError, match=re.escape(f"KAFKA_BOOTSTRAP_SERVERS={address}")
     ) as caught:
         check_broker(settings, timeout_s=1)
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 1 + 5  # the timeout, not librdkafka's default
     assert "hunter2" not in str(caught.value)
 
 

@@ -135,8 +135,8 @@ async def test_metrics_move_when_events_are_processed(
             [count("MUG-WHITE", 8), order("m1", "m1", OrderType.CREATED, ("MUG-WHITE", 1), at=1)]
         )
         await harness.results(2)
-        await asyncio.sleep(0.2)
-        after = (await http.get(f"{base}/metrics")).text
+        # The batch duration is recorded after the commit, a moment after the results.
+        after = await scrape_once_present(http, f"{base}/metrics", "sync_batch_duration_seconds")
 
     assert metric(before, "sync_events_total") == 0
     assert metric(after, "sync_events_total", status="APPLIED") == 2
@@ -147,6 +147,17 @@ async def test_metrics_move_when_events_are_processed(
     # Second-scale buckets: a sub-second batch must not all land in one millisecond bucket.
     assert 'sync_batch_duration_seconds_bucket{le="0.1",' in after
     assert "sync_consumer_lag" in after
+
+
+async def scrape_once_present(
+    http: httpx.AsyncClient, url: str, needle: str, timeout_s: float = 10
+) -> str:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = (await http.get(url)).text
+        if needle in text or time.monotonic() > deadline:
+            return text
+        await asyncio.sleep(0.1)
 
 
 def connector_env(settings: Settings) -> dict[str, str]:
@@ -196,7 +207,7 @@ async def test_sigterm_during_a_batch_loses_and_duplicates_nothing(
     first = subprocess.Popen(  # noqa: ASYNC220 (a real process to signal; we await nothing meanwhile)
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    await harness.results(300, timeout_s=60)  # well into the backlog
+    await harness.results(300, timeout_s=60, settle=False)  # well into the backlog
     first.send_signal(signal.SIGTERM)
     started = time.monotonic()
     output, _ = first.communicate(timeout=40)
@@ -231,5 +242,5 @@ async def test_sigterm_during_a_batch_loses_and_duplicates_nothing(
 
 
 async def _all_results(harness: Harness, n: int) -> bool:
-    results = await harness.results(0, timeout_s=5)
+    results = await harness.results(0, timeout_s=30)
     return len({r.event_id for r in results}) >= n

@@ -182,7 +182,7 @@ async def test_intermittent_platform_errors_are_absorbed(
 async def test_call_limit_ban_is_waited_out(
     sandbox_factory: SandboxFactory, make_client: MakeClient
 ) -> None:
-    sandbox = sandbox_factory(qps=5, ban_s=1)
+    sandbox = sandbox_factory(qps=2, ban_s=1)  # low enough to ban even when calls are slow
     # Our own budget deliberately looser than the platform's, to provoke code 7.
     client = make_client(sandbox, qps=1000, burst=100)
 
