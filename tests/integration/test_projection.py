@@ -19,6 +19,7 @@ from connector.sandbox.server import SandboxServer
 from connector.settings import SyncSettings
 from connector.taobao.client import TopClient
 from tests.helpers import admin, state_item
+from tests.pipeline_harness import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -90,13 +91,15 @@ async def test_a_push_that_lost_its_lease_confirms_nothing(
     rig.projection._settings = rig.projection._settings.model_copy(update={"push_lease_s": 0.3})
 
     async def steal() -> None:
-        # The lease expires under a slow call and another replica takes it.
-        await asyncio.sleep(0.15)
+        # Once we hold the lease (after the mapping lookup), it "expires" under the slow
+        # update call and another replica takes it.
+        await wait_for(lambda: redis.exists(keys.push_lease(MUG)), timeout_s=10, what="lease")
         await redis.set(keys.push_lease(MUG), "someone-else", px=5000)
 
     report, _ = await asyncio.gather(rig.projection.push(["MUG-WHITE"]), steal())
 
-    assert report.skus["MUG-WHITE"].state is TaobaoState.PENDING
+    assert state_item(sandbox, MUG)["num"] == 7  # the call went out under the lease …
+    assert report.skus["MUG-WHITE"].state is TaobaoState.PENDING  # … and confirmed nothing
     assert (await rig.ledger.stock(["MUG-WHITE"]))["MUG-WHITE"].pushed == 0
     assert await rig.ledger.due(10**13, 10) == ["MUG-WHITE"]
 
