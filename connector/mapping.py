@@ -97,6 +97,13 @@ class MappingCache:
             resolution.failed.update(failed)
         return resolution
 
+    async def known_unmapped(self, codes: Collection[str]) -> set[str]:
+        """The codes the cache already knows are not on Taobao (no lookup is made)."""
+        ordered = sorted(set(codes))
+        if not ordered:
+            return set()
+        return {code for code, listings in (await self._cached(ordered)).items() if not listings}
+
     async def forget(self, codes: Collection[str]) -> None:
         """Drop cached answers (e.g. after Taobao said an item no longer exists)."""
         if codes:

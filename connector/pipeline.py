@@ -166,6 +166,14 @@ class _Batch:
     outbound: list[Outbound] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class _Unpushed:
+    """Where the batch's SKUs that were not pushed stand on Taobao."""
+
+    versions: dict[str, int]  # the ledger version Taobao confirmed
+    unmapped: set[str]  # known (cached) not to be listed
+
+
 class Pipeline:
     """Runs the loop described in the module docstring."""
 
@@ -240,9 +248,9 @@ class Pipeline:
         )
         try:
             applied = await self._apply(work)
-            report, pushed = await self._push(applied)
+            report, unpushed = await self._push(applied)
             await self._retrying(
-                "encode", lambda: self._off_loop(self._emit, work, applied, report, pushed)
+                "encode", lambda: self._off_loop(self._emit, work, applied, report, unpushed)
             )
             await self._retrying(
                 "produce",
@@ -330,15 +338,13 @@ class Pipeline:
             if m.event is not None
         ]
 
-    async def _push(
-        self, applied: list[tuple[_Message, Applied]]
-    ) -> tuple[PushReport, dict[str, int]]:
+    async def _push(self, applied: list[tuple[_Message, Applied]]) -> tuple[PushReport, _Unpushed]:
         """Push what the ledger says is pending and due: every SKU this batch changed (the
         ledger marked it pending, due now) and any earlier one whose retry time has come.
         Unchanged SKUs (duplicates, refunds) cost no Taobao call.
 
         Returns the report and, for SKUs of this batch that were not pushed, the version
-        Taobao has (so their results can say whether they are in sync)."""
+        Taobao has and which are not on Taobao (so their results can say where they stand)."""
         parents: dict[str, list[SpanContext]] = {}
         for message, item in applied:
             for line in item.outcome.lines:
@@ -349,14 +355,15 @@ class Pipeline:
         )
         others = [code for code in parents if code not in report.skus]
         stock = await self._retrying("ledger", lambda: self._ledger.stock(others))
-        return report, {code: s.pushed for code, s in stock.items()}
+        unmapped = await self._retrying("mapping", lambda: self._projection.known_unmapped(others))
+        return report, _Unpushed({code: s.pushed for code, s in stock.items()}, unmapped)
 
     def _emit(
         self,
         work: _Batch,
         applied: list[tuple[_Message, Applied]],
         report: PushReport,
-        pushed: dict[str, int],
+        unpushed: _Unpushed,
     ) -> None:
         # Encoding may reach the Schema Registry: on a retry, start the outputs afresh.
         work.outbound.clear()
@@ -367,7 +374,9 @@ class Pipeline:
             if item is None:
                 self._emit_rejection(work, message, now_ms)
                 continue
-            result = result_for(item, report.skus, pushed, now_ms=now_ms)
+            result = result_for(
+                item, report.skus, unpushed.versions, now_ms=now_ms, unmapped=unpushed.unmapped
+            )
             self._add_result(work, message, result)
             alerts = alerts_for_applied(
                 item, report.skus, low_stock_threshold=self._sync.low_stock_threshold, now_ms=now_ms

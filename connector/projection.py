@@ -258,6 +258,10 @@ class TaobaoProjection:
         due = await self._ledger.due(self._clock_ms(), limit)
         return await self.push(due) if due else PushReport()
 
+    async def known_unmapped(self, codes: Collection[str]) -> set[str]:
+        """Codes known (from the mapping cache, without a Taobao call) not to be listed."""
+        return await self._mapping.known_unmapped(codes)
+
     async def push(
         self, codes: Collection[str], *, parents: Mapping[str, Sequence[SpanContext]] | None = None
     ) -> PushReport:

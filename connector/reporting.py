@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from connector.errors import InvalidEvent
@@ -48,11 +48,14 @@ def event_type(event: StockEvent) -> str:
 
 
 def _taobao_state(
-    line: LineOutcome, push: SkuPush | None, pushed: Mapping[str, int]
+    line: LineOutcome, push: SkuPush | None, pushed: Mapping[str, int], unmapped: Set[str]
 ) -> TaobaoState:
     if push is not None:
         return push.state
-    # Not pushed in this batch (no stock change): synced iff Taobao has this version.
+    # Not pushed in this batch (no stock change): synced iff Taobao has this version,
+    # unless Taobao has no listing for the code at all.
+    if line.sku in unmapped:
+        return TaobaoState.UNMAPPED
     return TaobaoState.SYNCED if pushed.get(line.sku, 0) >= line.version else TaobaoState.PENDING
 
 
@@ -73,14 +76,18 @@ def result_for(
     pushed_versions: Mapping[str, int],
     *,
     now_ms: int,
+    unmapped: Set[str] = frozenset(),
 ) -> SyncResult:
-    """The result event of one applied (or duplicate) input event."""
+    """The result event of one applied (or duplicate) input event.
+
+    ``pushed_versions`` and ``unmapped`` describe the SKUs not pushed in this batch: the
+    version Taobao has, and the codes known not to be listed on Taobao."""
     skus: list[SkuResult] = []
     calls: dict[tuple[object, ...], TaobaoCall] = {}
     errors: list[str] = []
     for line in applied.outcome.lines:
         push = pushes.get(line.sku)
-        state = _taobao_state(line, push, pushed_versions)
+        state = _taobao_state(line, push, pushed_versions, unmapped)
         quantity = push.quantity if push is not None else None
         skus.append(
             SkuResult(line.sku, line.effect.value, line.available, line.version, quantity, state)

@@ -290,6 +290,32 @@ async def test_zero_delists_restock_relists_and_a_hand_delisted_item_stays_down(
     assert taobao_quantities(sandbox)["NOTEBOOK-A5"] == 9  # but its stock is right
 
 
+async def test_a_code_not_on_taobao_updates_the_ledger_and_says_unmapped(
+    harness: Harness, sandbox: SandboxServer
+) -> None:
+    event = count("SOCKS-GREY", 40)  # in the warehouse, never listed on Taobao
+    harness.produce([event])
+
+    async with harness.running() as connector:
+        first = (await harness.results(1))[0]
+        harness.produce([event])  # redelivered: no push, the cached mapping still answers
+        second = (await harness.results(2))[1]
+        alerts = await harness.alerts(1)
+        stock = (await connector.ledger.stock(["SOCKS-GREY"]))["SOCKS-GREY"]
+
+    assert stock.available == 40
+    assert (first.status, first.skus[0].taobao_state) == (
+        ResultStatus.UNMAPPED,
+        TaobaoState.UNMAPPED,
+    )
+    assert (second.status, second.skus[0].taobao_state) == (
+        ResultStatus.DUPLICATE,
+        TaobaoState.UNMAPPED,
+    )
+    assert [a.kind for a in alerts] == [AlertKind.UNMAPPED_SKU]
+    assert not [c for c in api_calls(sandbox) if "quantity" in c["method"]]
+
+
 async def test_poison_goes_to_the_dead_letter_topic_and_the_next_event_is_processed(
     harness: Harness, kafka_settings: KafkaSettings
 ) -> None:

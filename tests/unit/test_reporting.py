@@ -58,6 +58,21 @@ def test_a_sku_not_pushed_is_synced_only_if_taobao_has_its_version() -> None:
     assert [s.taobao_state for s in result.skus] == [TaobaoState.SYNCED, TaobaoState.PENDING]
 
 
+def test_a_sku_not_pushed_and_known_unlisted_is_reported_unmapped() -> None:
+    applied = created(line("A", Effect.NO_STOCK_CHANGE, version=3), line("B", version=4))
+
+    result = result_for(applied, {}, {"A": 0, "B": 4}, now_ms=7, unmapped={"A"})
+
+    assert [s.taobao_state for s in result.skus] == [TaobaoState.UNMAPPED, TaobaoState.SYNCED]
+    assert result.status is ResultStatus.UNMAPPED
+    duplicate = created(line("A", dup=True))
+    result = result_for(duplicate, {}, {"A": 0}, now_ms=0, unmapped={"A"})
+    assert (result.status, result.skus[0].taobao_state) == (
+        ResultStatus.DUPLICATE,
+        TaobaoState.UNMAPPED,
+    )
+
+
 def test_status_takes_the_worst_taobao_state() -> None:
     applied = created(line("A"), line("B"))
     failed = synced("B", state=TaobaoState.FAILED, error="refused")
