@@ -1,7 +1,9 @@
 """``taobao-connector check``: prove the configuration works before deploying it.
 
 Reaches the broker, connects to Redis, obtains the seller's session (refreshing it if
-needed) and makes one read-only TOP call. Each failure is one line naming what to fix.
+needed) and makes one read-only TOP call. Every dependency is tried, so one run shows
+every problem: a line each, naming what to fix. Taobao needs Redis (tokens and the call
+budget live there), so it is skipped when Redis is not reachable.
 """
 
 from __future__ import annotations
@@ -9,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from connector.errors import ConnectorError, redact
 from connector.kafka_io import check_broker
 from connector.keys import Keys
-from connector.redis_client import connect_redis
+from connector.redis_client import AsyncRedis, connect_redis
 from connector.settings import Settings
 from connector.taobao.client import TopClient, build_http_client
 
@@ -19,18 +22,44 @@ __all__ = ["run_check"]
 
 
 async def run_check(settings: Settings) -> int:
-    await asyncio.to_thread(check_broker, settings.kafka)
-    print("kafka: ok", file=sys.stderr)
-    redis = await connect_redis(settings.redis)
+    """0 when the broker, Redis and Taobao all answered; 1 otherwise."""
+    secrets = settings.secret_values()
+    failed = False
     try:
-        print("redis: ok", file=sys.stderr)
-        async with build_http_client(settings.taobao) as http:
-            client = TopClient.from_settings(
-                settings.taobao, redis=redis, keys=Keys(settings.redis.key_prefix), http=http
-            )
-            async for _ in client.iter_onsale(page_size=1):
-                break
-            print(f"taobao: ok (gateway {settings.taobao.gateway_url})", file=sys.stderr)
+        await asyncio.to_thread(check_broker, settings.kafka)
+        _say("kafka: ok")
+    except ConnectorError as exc:
+        failed = _failure("kafka", exc, secrets)
+    try:
+        redis = await connect_redis(settings.redis)
+    except ConnectorError as exc:
+        _failure("redis", exc, secrets)
+        _say("taobao: not checked (needs Redis for the session and the call budget)")
+        return 1
+    try:
+        _say("redis: ok")
+        await _check_taobao(settings, redis)
+        _say(f"taobao: ok (gateway {settings.taobao.gateway_url})")
+    except ConnectorError as exc:
+        failed = _failure("taobao", exc, secrets)
     finally:
         await redis.aclose()
-    return 0
+    return 1 if failed else 0
+
+
+async def _check_taobao(settings: Settings, redis: AsyncRedis) -> None:
+    async with build_http_client(settings.taobao) as http:
+        client = TopClient.from_settings(
+            settings.taobao, redis=redis, keys=Keys(settings.redis.key_prefix), http=http
+        )
+        async for _ in client.iter_onsale(page_size=1):
+            break
+
+
+def _failure(what: str, exc: ConnectorError, secrets: list[str]) -> bool:
+    _say(f"{what}: FAILED: {redact(str(exc), secrets)}")
+    return True
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)

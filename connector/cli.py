@@ -24,6 +24,7 @@ __all__ = ["main"]
 
 EXIT_FAILURE: Final = 1
 EXIT_USAGE: Final = 2
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 log = logging.getLogger("connector")
 
@@ -35,12 +36,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
-        "--log-level", help="DEBUG, INFO, WARNING (default INFO, or CONNECTOR_LOG_LEVEL for run)"
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        help=f"{', '.join(LOG_LEVELS)} (default INFO, or CONNECTOR_LOG_LEVEL for run)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser(
         "demo",
-        help="run the demo on embedded defaults (Redis and the Taobao sandbox started for you)",
+        help="run the demo on embedded defaults (broker, Redis and Taobao sandbox started for you)",
     )
     commands.add_parser(
         "run",
@@ -54,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--file", type=Path, help="JSON lines, one event each")
     commands.add_parser(
         "check",
-        help="check the configuration, Redis, the Taobao credentials and session, then exit",
+        help="check the configuration, the broker, Redis, the Taobao credentials and session",
     )
     commands.add_parser(
         "sandbox",

@@ -17,9 +17,9 @@
         │                               resolved by reading the item back first
         ├── TaobaoCallLimited           code 7 ban or our own call budget: backpressure, with
         │                               ``retry_after_s``; pause, do not spin
-        ├── TaobaoSessionError          codes 26/27 that a token refresh could not cure
-        ├── TaobaoAuthError             wrong app key, secret, signature or permissions: fix the
-        │                               configuration, retrying cannot help
+        ├── TaobaoSessionError          codes 26/27/53 that a token refresh could not cure
+        ├── TaobaoAuthError             wrong app key, secret, signature, permissions or clock: fix
+        │                               the configuration, retrying cannot help
         ├── TaobaoCallerError           isv.* and codes 40/41: the request itself is wrong
         │   └── TaobaoFullUpdateForbidden  presale/campaign lock: only incremental updates
         └── TaobaoPlatformError         isp.* errors the platform marks as not retryable

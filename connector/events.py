@@ -69,5 +69,5 @@ StockEvent = OrderEvent | WarehouseEvent
 
 
 def line_key(order_id: str, sku: str, order_type: OrderType) -> str:
-    """The de-duplication key of one order line: order id + SKU + event type (DESIGN.md)."""
+    """The de-duplication key of one order line: order id + SKU + event type."""
     return f"{order_id}|{sku}|{order_type.value}"

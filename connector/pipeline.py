@@ -1,6 +1,6 @@
 """The sync loop: consume a batch, apply it to the ledger, push Taobao, emit, commit.
 
-One batch at a time, in this order, so that every guarantee of DESIGN.md holds:
+One batch at a time, in this order, so that every guarantee in the README's "How it works" holds:
 
 1. decode and validate every message (bad input becomes a dead letter, never a crash);
 2. apply the valid events to the ledger in one pipelined round trip (exactly once: the

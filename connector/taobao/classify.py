@@ -41,7 +41,7 @@ class ErrorClass(Enum):
 
 _CALL_LIMIT_CODES: Final = frozenset({4, 5, 6, 7, 8})
 _SESSION_CODES: Final = frozenset({26, 27, 53})
-_AUTH_CODES: Final = frozenset({11, 12, 13, 24, 25, 28, 29})
+_AUTH_CODES: Final = frozenset({11, 12, 13, 24, 25, 28, 29, 31})  # 31: clock skew
 _TRANSIENT_CODES: Final = frozenset({10})
 
 # isp sub codes the platform's own table marks "do not retry".

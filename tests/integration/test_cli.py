@@ -93,11 +93,36 @@ def test_wrong_credentials_name_the_setting(
     assert "Traceback" not in result.stderr
 
 
-def test_unreachable_broker_names_the_variable(sandbox: SandboxServer, redis_url: str) -> None:
+def test_unreachable_broker_names_the_variable_and_the_rest_is_still_checked(
+    sandbox: SandboxServer, redis_url: str
+) -> None:
     result = run_cli("check", env=sandbox_env(sandbox, redis_url, "127.0.0.1:9"))
 
     assert result.returncode == 1
-    assert "KAFKA_BOOTSTRAP_SERVERS" in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["kafka", "redis", "taobao"]
+    assert "KAFKA_BOOTSTRAP_SERVERS" in lines[0]
+    assert lines[1:] == ["redis: ok", f"taobao: ok (gateway {sandbox.gateway_url})"]
+    assert "Traceback" not in result.stderr
+
+
+def test_with_redis_down_taobao_is_reported_as_not_checked(
+    sandbox: SandboxServer, broker: str
+) -> None:
+    result = run_cli("check", env=sandbox_env(sandbox, "redis://127.0.0.1:9/0", broker))
+
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "kafka: ok"
+    assert lines[1].startswith("redis: FAILED") and "REDIS_URL" in lines[1]
+    assert lines[2].startswith("taobao: not checked")
+
+
+def test_a_bad_log_level_is_a_usage_error() -> None:
+    result = run_cli("--log-level", "chatty", "check", env={})
+
+    assert result.returncode == 2
+    assert "--log-level" in result.stderr
     assert "Traceback" not in result.stderr
 
 

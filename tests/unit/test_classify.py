@@ -59,7 +59,7 @@ TABLE: list[tuple[Any, str | None, ErrorClass, type[TaobaoError]]] = [
     (41, None, ErrorClass.CALLER, TaobaoCallerError),
     (21, None, ErrorClass.CALLER, TaobaoCallerError),
     (22, None, ErrorClass.CALLER, TaobaoCallerError),
-    (31, None, ErrorClass.CALLER, TaobaoCallerError),
+    (31, None, ErrorClass.AUTH, TaobaoAuthError),  # the clock: an operator must act
     (42, None, ErrorClass.CALLER, TaobaoCallerError),
     (15, "isv.item-not-exist:invalid-numIid-or-iid", ErrorClass.CALLER, TaobaoCallerError),
     (15, "isv.invalid-parameter:quantity", ErrorClass.CALLER, TaobaoCallerError),
