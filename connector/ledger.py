@@ -18,7 +18,8 @@ Redis layout (every key from ``connector.keys.Keys``):
   events, ``line_key(order, sku, type)`` for order lines.
 - ``movements(sku, wh)`` sorted set: movements applied since the warehouse's last stocktake,
   score = occurred_at, member = ``<dedupe key>|<signed delta>``.
-- ``pending`` sorted set: SKU -> when to push (0 = now); ``sku_index`` set of SKU codes.
+- ``pending`` sorted set: SKU -> when to push (when it first changed, or a retry time);
+  ``sku_index`` set of SKU codes.
 
 Limits (event time, not wall-clock):
 
@@ -37,7 +38,8 @@ Limits (event time, not wall-clock):
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
@@ -145,6 +147,7 @@ class Ledger:
         dedupe_ttl_s: int,
         default_warehouse: str,
         movement_retention_s: int | None = None,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         if dedupe_ttl_s <= 0 or (movement_retention_s is not None and movement_retention_s <= 0):
             raise ValueError("dedupe_ttl_s and movement_retention_s must be positive")
@@ -155,6 +158,7 @@ class Ledger:
         self._ttl_s = dedupe_ttl_s
         self._retention_ms = (movement_retention_s or dedupe_ttl_s) * 1000
         self._default_warehouse = default_warehouse
+        self._clock_ms = clock_ms
         self._apply = redis.register_script(_APPLY_LUA)
         self._confirm = redis.register_script(_CONFIRM_LUA)
         self._reschedule = redis.register_script(_RESCHEDULE_LUA)
@@ -167,7 +171,8 @@ class Ledger:
         On ``DependencyError`` some events may have been applied: retry the whole batch,
         the applied ones come back as duplicates.
         """
-        calls = [self._call(event) for event in events]
+        now_ms = self._clock_ms()
+        calls = [self._call(event, now_ms) for event in events]
         # An event without lines has nothing to apply: it gets no script call.
         replies = iter(await self._run([call for call in calls if call.skus]))
         return [
@@ -175,7 +180,7 @@ class Ledger:
             for event, call in zip(events, calls, strict=True)
         ]
 
-    def _call(self, event: StockEvent) -> _Call:
+    def _call(self, event: StockEvent, now_ms: int) -> _Call:
         """KEYS and the JSON argument of ledger_apply.lua (layout in its header)."""
         k = self._keys
         keys = [k.pending, k.sku_index]
@@ -186,7 +191,7 @@ class Ledger:
             keys.extend((k.sku(sku), k.seen(dedupe)))
             if op in _MOVES_STOCK:
                 keys.append(k.movements(sku, warehouse))
-        head = [op, self._ttl_s, self._retention_ms, event.occurred_at_ms, event.event_id]
+        head = [op, self._ttl_s, self._retention_ms, event.occurred_at_ms, event.event_id, now_ms]
         arg = json.dumps([*head, lines], ensure_ascii=False, separators=(",", ":"))
         return _Call(keys, arg, tuple(line[0] for line in lines))
 

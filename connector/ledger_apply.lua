@@ -2,17 +2,21 @@
 -- state, movement logs, version and the pending outbox, all in this one atomic call.
 -- The executable specification is connector/stock.py; connector/ledger.py documents fields.
 --
--- KEYS[1]   pending sorted set (SKU -> when to push; 0 = due now)
+-- KEYS[1]   pending sorted set (SKU -> when to push: when it first changed since its last
+--           confirmed push, or a retry time; 0 = due now)
 -- KEYS[2]   SKU index set
 -- KEYS[3]   order hash (order ops only); lines start at KEYS[4] for order ops, KEYS[3] else
 -- then per line: SKU hash, de-dup ("seen") key, and for ops that move on-hand stock
 --   (shipped, move, stocktake) the movement log of (SKU, warehouse)
 --
--- ARGV[1]   JSON array: [op, dedupe_ttl_s, retention_ms, occurred_at_ms, event_id, lines]
+-- ARGV[1]   JSON array: [op, dedupe_ttl_s, retention_ms, occurred_at_ms, event_id, now_ms,
+--           lines]
 --   op            created | cancelled | shipped | refunded | move | stocktake
---   dedupe_ttl_s  TTL of the seen keys and of the order hash
+--   dedupe_ttl_s  TTL of the seen keys, and of the order hash once no line is reserved
+--                 (an open order's state lives as long as its reservation)
 --   retention_ms  how far (event time) the movement log reaches behind its newest entry
 --   event_id      orders a stocktake against another at the same occurred_at
+--   now_ms        the connector's clock: a changed SKU is due from then (see write_sku)
 --   lines         [[sku, quantity, warehouse, dedupe_key], ...]; quantity is the line
 --                 quantity (orders), the signed delta (move) or the count (stocktake)
 --   (One JSON argument rather than 5 + 4 per line: packing arguments is the client's cost.)
@@ -24,7 +28,7 @@
 -- A script never rolls back, so every read happens before the first write. Calls into
 -- Redis dominate the cost, so reads and writes are batched per key where possible.
 
-local op, ttl, retention, at, event_id, args = unpack(cjson.decode(ARGV[1]))
+local op, ttl, retention, at, event_id, now, args = unpack(cjson.decode(ARGV[1]))
 
 local is_order = op == 'created' or op == 'cancelled' or op == 'shipped' or op == 'refunded'
 local moves_stock = op == 'shipped' or op == 'move' or op == 'stocktake'
@@ -194,7 +198,7 @@ local function write_sku(l, pending)
   -- (A refund or an early cancel of an unknown SKU states nothing and pushes nothing.)
   if d_wh ~= 0 or d_res ~= 0 or (l.stocktake and not l.known) then
     l.version = l.version + 1
-    pending[#pending + 1], pending[#pending + 2] = 0, l.sku
+    pending[#pending + 1], pending[#pending + 2] = int(now), l.sku
   elseif not (l.log or l.stocktake) then
     return
   end
@@ -225,7 +229,7 @@ local function oversold_by(l)
 end
 
 local function write(lines)
-  local pending, order_fields = {}, {}
+  local pending, order_fields, open_delta = {}, {}, 0
   for _, l in ipairs(lines) do
     if not (l.seen or l.dup) then
       redis.call('SET', l.seen_key, l.effect .. (oversold_by(l) and '!' or ''), 'EX', ttl)
@@ -235,15 +239,27 @@ local function write(lines)
         order_fields[#order_fields + 1] = l.new_state
         order_fields[#order_fields + 1] = 'reserved:' .. l.sku
         order_fields[#order_fields + 1] = int(l.new_line_reserved)
+        open_delta = open_delta + (l.new_state == 'reserved' and 1 or 0)
+          - (l.state == 'reserved' and 1 or 0)
       end
     end
   end
   if #pending > 0 then
-    redis.call('ZADD', KEYS[1], unpack(pending))
+    -- LT: a SKU already waiting keeps its earlier time, so pushes go out oldest first and
+    -- a SKU that keeps changing cannot be overtaken forever (with equal scores the order
+    -- would be by name); a retry time later than now is brought forward.
+    redis.call('ZADD', KEYS[1], 'LT', unpack(pending))
   end
   if #order_fields > 0 then
     redis.call('HSET', order_key, unpack(order_fields))
-    redis.call('EXPIRE', order_key, ttl)
+    -- `open` counts the lines still reserved. The order's state guards its reservation
+    -- (a cancel or shipment releases what it says), so it must not expire while any line
+    -- holds stock, however long the order stays open (presales ship weeks later).
+    if redis.call('HINCRBY', order_key, 'open', open_delta) > 0 then
+      redis.call('PERSIST', order_key)
+    else
+      redis.call('EXPIRE', order_key, ttl)
+    end
   end
 end
 

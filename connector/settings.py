@@ -184,10 +184,13 @@ class SyncSettings(_Group):
     low_stock_threshold: int = Field(default=5, ge=0)
     # A quantity above this is bad input (a typo, a unit mix-up), not a stock movement.
     max_quantity: int = Field(default=100_000, ge=1)
-    max_lines: int = Field(default=500, ge=1)
+    # Capped: the ledger writes one order's lines in one Lua call, and Lua's stack limits
+    # how many values one call can unpack.
+    max_lines: int = Field(default=500, ge=1, le=1000)
     # Warehouse assumed for a shipment whose line names none.
     default_warehouse: str = Field(default="DEFAULT", min_length=1)
-    # How long an event id (and an order's state) is remembered: longer than any replay.
+    # How long an event id (and a closed order's state) is remembered: longer than any
+    # replay. An order with a line still reserved keeps its state until it is closed.
     dedupe_ttl_s: int = Field(default=14 * 86_400, ge=60)
     mapping_ttl_s: int = Field(default=3_600, ge=1)
     unmapped_retry_s: int = Field(default=300, ge=1)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from connector.errors import DependencyError
@@ -23,6 +24,7 @@ from connector.events import (
 )
 from connector.keys import Keys
 from connector.ledger import Effect, EventOutcome, Ledger, LineOutcome
+from connector.settings import SyncSettings
 from connector.stock import reference_apply
 from tests.unit.test_stock import ADJ, DMG, RECV, TAKE, W1, W2, C, R, S, X, order, wh
 
@@ -33,7 +35,8 @@ TTL_S = 3600
 
 @pytest.fixture
 def ledger(redis: Redis, keys: Keys) -> Ledger:
-    return Ledger(redis, keys, dedupe_ttl_s=TTL_S, default_warehouse=W1)
+    # A clock at 0: a changed SKU is due at 0, which keeps due() calls below simple.
+    return Ledger(redis, keys, dedupe_ttl_s=TTL_S, default_warehouse=W1, clock_ms=lambda: 0)
 
 
 def effects(outcomes: Sequence[EventOutcome]) -> list[str]:
@@ -319,6 +322,24 @@ async def test_reschedule_puts_back_a_sku_another_push_confirmed_too_early(
     assert await ledger.due(7000, 10) == ["A"]
 
 
+async def test_due_is_oldest_change_first_whatever_the_names(redis: Redis, keys: Keys) -> None:
+    now = [1000]
+    ledger = Ledger(redis, keys, dedupe_ttl_s=TTL_S, default_warehouse=W1, clock_ms=lambda: now[0])
+    await ledger.apply([wh(RECV, "ZZ", 1, 1, eid="z1")])
+    now[0] = 2000
+    await ledger.apply([wh(RECV, sku, 1, 2, eid=f"{sku}1") for sku in ("A", "B", "C")])
+    now[0] = 3000
+    await ledger.apply([wh(RECV, "ZZ", 1, 3, eid="z2")])  # changes again: keeps its place
+
+    assert await ledger.due(now[0], 2) == ["ZZ", "A"]
+    assert await ledger.due(1500, 10) == ["ZZ"]
+
+    (read,) = (await ledger.stock(["A"])).values()
+    await ledger.reschedule({"A": read.version}, until_ms=9000)  # a failed push: later
+    await ledger.apply([wh(RECV, "A", 1, 4, eid="A2")])  # a new change brings it forward
+    assert await ledger.due(now[0], 10) == ["ZZ", "B", "C", "A"]
+
+
 async def test_due_respects_the_limit(ledger: Ledger) -> None:
     await ledger.apply([wh(RECV, f"S{i}", 1, 1) for i in range(5)])
     assert len(await ledger.due(0, 3)) == 3
@@ -373,14 +394,52 @@ async def test_an_event_whose_script_fails_writes_nothing(
     await assert_matches_reference(ledger, batch)
 
 
-async def test_dedupe_and_order_keys_expire_the_sku_does_not(
+async def test_dedupe_and_closed_order_keys_expire_the_sku_does_not(
     ledger: Ledger, redis: Redis, keys: Keys
 ) -> None:
     await ledger.apply([order(C, "o1", 1, ("A", 1)), wh(RECV, "A", 1, 1, eid="w1")])
-    for key in (keys.seen(line_key("o1", "A", C)), keys.order("o1"), keys.seen("w1")):
+    await ledger.apply([order(C, "o2", 2, ("A", 1)), order(X, "o2", 3, ("A", 1))])
+    for key in (keys.seen(line_key("o1", "A", C)), keys.order("o2"), keys.seen("w1")):
         assert 0 < await redis.ttl(key) <= TTL_S, key
     assert await redis.ttl(keys.sku("A")) == -1
     assert await redis.ttl(keys.pending) == -1
+
+
+async def test_an_open_order_keeps_its_state_until_its_last_line_is_released(
+    redis: Redis, keys: Keys
+) -> None:
+    # A presale order may ship weeks after it was created: longer than the de-dup TTL.
+    ledger = Ledger(redis, keys, dedupe_ttl_s=1, default_warehouse=W1)
+    two_lines = order(C, "o1", 1, ("A", 2), ("B", 3))
+    await ledger.apply([wh(RECV, "A", 5, 0), wh(RECV, "B", 5, 0, eid="wb"), two_lines])
+    assert await redis.ttl(keys.order("o1")) == -1  # open: no expiry
+
+    await ledger.apply([order(S, "o1", 2, ("A", 2))])
+    assert await redis.ttl(keys.order("o1")) == -1  # B is still reserved
+
+    await redis.delete(keys.seen(line_key("o1", "B", C)))  # as if the TTL had passed
+    (cancel,) = await ledger.apply([order(X, "o1", 3, ("B", 3))])
+    assert effects([cancel]) == ["released"]
+    assert 0 < await redis.ttl(keys.order("o1")) <= 1  # closed: now it may expire
+    stock = await ledger.stock(["A", "B"])
+    assert (stock["A"].on_hand, stock["A"].reserved) == ({W1: 3}, 0)
+    assert (stock["B"].on_hand, stock["B"].reserved) == ({W1: 5}, 0)
+
+
+async def test_an_order_with_the_most_lines_allowed_applies_and_cancels_whole(
+    ledger: Ledger,
+) -> None:
+    limit = 1000  # SYNC_MAX_LINES may not be set higher
+    with pytest.raises(ValidationError):
+        SyncSettings(max_lines=limit + 1)
+    skus = [f"S{i}" for i in range(limit)]
+    created = order(C, "big", 1, *((sku, 1) for sku in skus))
+    (outcome,) = await ledger.apply([created])
+    assert {line.effect for line in outcome.lines} == {Effect.RESERVED}
+
+    (cancel,) = await ledger.apply([order(X, "big", 2, *((sku, 1) for sku in skus))])
+    assert {line.effect for line in cancel.lines} == {Effect.RELEASED}
+    assert {s.reserved for s in (await ledger.stock(skus)).values()} == {0}
 
 
 async def test_script_cache_flush_is_survived(ledger: Ledger, redis: Redis) -> None:
@@ -520,7 +579,11 @@ async def test_any_arrival_order_and_redelivery_matches_the_reference(
     events = data.draw(universes(), label="events")
     batches = data.draw(deliveries(events), label="batches")
     ledger = Ledger(
-        redis, Keys(f"prop-{uuid.uuid4().hex}"), dedupe_ttl_s=TTL_S, default_warehouse=W1
+        redis,
+        Keys(f"prop-{uuid.uuid4().hex}"),
+        dedupe_ttl_s=TTL_S,
+        default_warehouse=W1,
+        clock_ms=lambda: 0,
     )
     outcomes: list[EventOutcome] = []
     delivered: set[str] = set()
