@@ -4,7 +4,9 @@
 
     ConnectorError                      anything of ours; the message says what to fix
     ├── ConfigError                     a setting is missing or wrong (names the variable)
-    ├── DependencyError                 Redis or the broker cannot be reached
+    ├── DependencyError                 Redis or the broker cannot be reached: retried
+    ├── BrokerRefused                   the broker refuses for good (ACLs, message size) or
+    │                                   a Kafka client failed fatally: the process stops
     ├── InvalidEvent                    an input event is undecodable or breaks the rules:
     │                                   it goes to the dead-letter topic with ``reason``
     └── TaobaoError                     a TOP call failed; carries method, code, sub_code,
@@ -33,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
+    "BrokerRefused",
     "ConfigError",
     "ConnectorError",
     "DependencyError",
@@ -68,6 +71,12 @@ class ConfigError(ConnectorError):
 
 class DependencyError(ConnectorError):
     """A service the connector needs (Redis, the broker) cannot be reached."""
+
+
+class BrokerRefused(ConnectorError):
+    """The broker refuses in a way no retry in this process can cure (a missing ACL, a
+    message over its size limit) or a Kafka client failed fatally: the connector stops
+    uncommitted, so that the pod restarts with fresh clients and the failure is visible."""
 
 
 class InvalidEvent(ConnectorError):

@@ -3,8 +3,10 @@
 Everything here is synchronous; the pipeline calls it through ``asyncio.to_thread``. Each
 ``EventConsumer`` and ``EventProducer`` must be used from one thread at a time.
 ``KafkaException``/``KafkaError`` never leave this module: a broker that cannot be reached, or a
-client that hit a fatal error, becomes ``DependencyError`` naming ``KAFKA_BOOTSTRAP_SERVERS``;
-a client configuration librdkafka rejects becomes ``ConfigError``. ``sasl_password`` is
+broker refusal, becomes ``DependencyError`` naming ``KAFKA_BOOTSTRAP_SERVERS`` (retried);
+a refusal no retry can cure (authorization, message size) or a client that hit a fatal
+error becomes ``BrokerRefused`` (the connector stops); a client configuration librdkafka
+rejects becomes ``ConfigError``. ``sasl_password`` is
 never part of a message.
 
 Delivery semantics (at least once; duplicates are removed downstream, by event id):
@@ -51,7 +53,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from connector.errors import ConfigError, DependencyError, redact
+from connector.errors import BrokerRefused, ConfigError, ConnectorError, DependencyError, redact
 from connector.settings import KafkaSettings
 
 __all__ = [
@@ -86,6 +88,16 @@ _PRODUCER_DEFAULTS: Final[dict[str, Any]] = {
 }
 # Commit refusals that mean "the group moved on": the new owner re-reads from the last
 # committed offset, so the batch is redelivered, not lost.
+# Refusals that a retry from the same process cannot cure: the connector stops instead of
+# spinning on them (a restart gets fresh clients; a missing ACL needs an operator).
+_PERMANENT: Final = frozenset(
+    {
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.MSG_SIZE_TOO_LARGE,
+    }
+)
 _REBALANCE_CODES: Final = frozenset(
     {
         KafkaError.REBALANCE_IN_PROGRESS,
@@ -166,11 +178,18 @@ def _unreachable(settings: KafkaSettings, doing: str, reason: object) -> Depende
     )
 
 
-def _refused(settings: KafkaSettings, doing: str, error: KafkaError) -> DependencyError:
-    """A Kafka error: local ones (negative codes) mean the broker is out of reach."""
+def _refused(settings: KafkaSettings, doing: str, error: KafkaError) -> ConnectorError:
+    """A Kafka error: local ones (negative codes) mean the broker is out of reach; those
+    no retry can cure end the process (see ``BrokerRefused``)."""
+    text = redact(error.str(), _secrets(settings))
+    if error.fatal() or error.code() in _PERMANENT:
+        return BrokerRefused(
+            f"{doing}: the broker at KAFKA_BOOTSTRAP_SERVERS={settings.bootstrap_servers} "
+            f"refused: {error.name()} ({text}); retrying cannot help: check the topics' ACLs "
+            "for this client, the broker's message size limits, or restart after a fatal error"
+        )
     if error.code() < 0:
         return _unreachable(settings, doing, error.str())
-    text = redact(error.str(), _secrets(settings))
     return DependencyError(
         f"{doing}: the broker at KAFKA_BOOTSTRAP_SERVERS={settings.bootstrap_servers} "
         f"refused: {error.name()} ({text})"
@@ -444,8 +463,12 @@ class EventConsumer:
             try:
                 consumer.seek(TopicPartition(topic, partition, offset))
             except KafkaException as exc:
-                # The next rebalance or restart re-reads from the committed offset anyway.
-                _LOG.warning("could not rewind %s[%d]: %s", topic, partition, _kafka_error(exc))
+                # Going on could commit past the dropped messages and skip them: stop instead,
+                # uncommitted, so the restart re-reads from the committed offset.
+                raise BrokerRefused(
+                    f"could not rewind {topic}[{partition}] to offset {offset} after a "
+                    f"rebalance ({_kafka_error(exc)}): stopping so that nothing is skipped"
+                ) from exc
 
 
 class EventProducer:

@@ -5,10 +5,11 @@ Two families:
 - the app's TOP state (call budget, ban, tokens) under ``{prefix}:{top:<app_key>}:…``;
 - the shop's ledger and sync state under ``{<prefix>}:…``.
 
-The hash tags (``{...}``) put every key one Lua script touches in one slot, so the scripts
-stay atomic on Redis Cluster too: a ledger script touches one order, several SKUs, their
-movement logs, de-duplication keys and the pending set at once. Values are explicit strings,
-integers, hashes, sets and sorted sets; never pickles.
+The hash tags (``{...}``) put every key one Lua script touches in one slot (a ledger script
+touches one order, several SKUs, their movement logs, de-duplication keys and the pending
+set at once), so the layout is ready for Redis Cluster; the client today speaks to a single
+Redis endpoint (a standalone server or a managed primary), not to a cluster. Values are
+explicit strings, integers, hashes, sets and sorted sets; never pickles.
 """
 
 from __future__ import annotations

@@ -74,6 +74,9 @@ RETRY_BASE_S: Final = 0.5
 RETRY_MAX_S: Final = 15.0
 PRODUCE_TIMEOUT_S: Final = 30.0
 MAX_PAUSE_S: Final = 60.0
+# A dead letter's value is cut to this, well under the producer's default 1 MB message
+# limit (headers and key come on top).
+DEAD_LETTER_MAX_BYTES: Final = 512 * 1024
 
 _T = TypeVar("_T")
 
@@ -400,7 +403,8 @@ class Pipeline:
         )
         self._add_alert(work, alert, message.span)
         inbound = message.inbound
-        headers = (
+        value = inbound.value or b""
+        headers: tuple[tuple[str, bytes], ...] = (
             *inbound.headers,
             ("dlq.reason", rejection.reason.encode()),
             ("dlq.error", str(rejection)[:1000].encode()),
@@ -408,10 +412,16 @@ class Pipeline:
             ("dlq.partition", str(inbound.partition).encode()),
             ("dlq.offset", str(inbound.offset).encode()),
         )
+        if len(value) > DEAD_LETTER_MAX_BYTES:
+            # A message the broker took compressed may be over the producer's size limit
+            # uncompressed: a copy that can never be sent would stall the partition. The
+            # original stays in the input topic at the offset named in the headers.
+            headers += (("dlq.truncated_from", str(len(value)).encode()),)
+            value = value[:DEAD_LETTER_MAX_BYTES]
         work.outbound.append(
             Outbound(
                 self._kafka.dead_letter_topic,
-                inbound.value or b"",
+                value,
                 key=inbound.key,
                 headers=inject_context(message.span, headers),
             )

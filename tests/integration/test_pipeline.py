@@ -319,13 +319,9 @@ async def test_a_code_not_on_taobao_updates_the_ledger_and_says_unmapped(
 async def test_poison_goes_to_the_dead_letter_topic_and_the_next_event_is_processed(
     harness: Harness, kafka_settings: KafkaSettings
 ) -> None:
-    bad_quantity = order("neg", "neg", C, ("MUG-WHITE", 1))
-    good = count("MUG-WHITE", 5)
-    harness.produce([b"\x00garbage", bad_quantity, good])
-    # Corrupt the middle one after encoding: a negative quantity the schema allows.
-    results_before = 0
+    harness.produce([b"\x00garbage", order("o", "o", C, ("MUG-WHITE", 1)), count("MUG-WHITE", 5)])
     async with harness.running():
-        results = await harness.results(results_before + 3)
+        results = await harness.results(3)
         dead = await harness.read(kafka_settings.dead_letter_topic, 1)
 
     statuses = [r.status for r in results]
@@ -336,6 +332,22 @@ async def test_poison_goes_to_the_dead_letter_topic_and_the_next_event_is_proces
     headers = dict(letter.headers)
     assert headers["dlq.reason"] == b"undecodable"
     assert headers["dlq.topic"] == kafka_settings.orders_topic.encode()
+
+
+async def test_a_poison_message_too_big_to_copy_whole_is_dead_lettered_cut(
+    harness: Harness, kafka_settings: KafkaSettings
+) -> None:
+    huge = b"\x00" + bytes(range(256)) * 3000  # ~750 KiB: the broker took it, undecodable
+    harness.produce([huge, count("MUG-WHITE", 5)])
+    async with harness.running():
+        results = await harness.results(2)
+        (letter,) = await harness.read(kafka_settings.dead_letter_topic, 1)
+
+    assert {r.status for r in results} == {ResultStatus.REJECTED, ResultStatus.APPLIED}
+    headers = dict(letter.headers)
+    assert headers["dlq.truncated_from"] == str(len(huge)).encode()
+    assert letter.value == huge[: 512 * 1024]
+    assert headers["dlq.offset"] == b"0"
 
 
 async def test_one_trace_per_event_parented_to_the_producer(harness: Harness) -> None:
