@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from connector.errors import ConnectorError, redact
+from connector.errors import ConfigError, ConnectorError, redact
 from connector.kafka_io import check_broker
 from connector.keys import Keys
 from connector.redis_client import AsyncRedis, connect_redis
@@ -28,10 +28,14 @@ async def run_check(settings: Settings) -> int:
     try:
         await asyncio.to_thread(check_broker, settings.kafka)
         _say("kafka: ok")
+    except ConfigError:
+        raise  # a setting to fix: the command's usual one line and exit code 2
     except ConnectorError as exc:
         failed = _failure("kafka", exc, secrets)
     try:
         redis = await connect_redis(settings.redis)
+    except ConfigError:
+        raise
     except ConnectorError as exc:
         _failure("redis", exc, secrets)
         _say("taobao: not checked (needs Redis for the session and the call budget)")
@@ -40,6 +44,8 @@ async def run_check(settings: Settings) -> int:
         _say("redis: ok")
         await _check_taobao(settings, redis)
         _say(f"taobao: ok (gateway {settings.taobao.gateway_url})")
+    except ConfigError:
+        raise
     except ConnectorError as exc:
         failed = _failure("taobao", exc, secrets)
     finally:

@@ -86,8 +86,6 @@ _PRODUCER_DEFAULTS: Final[dict[str, Any]] = {
     # lz4: the cheapest codec on CPU, and the connector shares two cores with the broker.
     "compression.type": "lz4",
 }
-# Commit refusals that mean "the group moved on": the new owner re-reads from the last
-# committed offset, so the batch is redelivered, not lost.
 # Refusals that a retry from the same process cannot cure: the connector stops instead of
 # spinning on them (a restart gets fresh clients; a missing ACL needs an operator).
 _PERMANENT: Final = frozenset(
@@ -98,6 +96,8 @@ _PERMANENT: Final = frozenset(
         KafkaError.MSG_SIZE_TOO_LARGE,
     }
 )
+# Commit refusals that mean "the group moved on": the new owner re-reads from the last
+# committed offset, so the batch is redelivered, not lost.
 _REBALANCE_CODES: Final = frozenset(
     {
         KafkaError.REBALANCE_IN_PROGRESS,
@@ -445,6 +445,8 @@ class EventConsumer:
         if error.fatal():
             self._fatal = error
             self._raise_if_fatal()
+        if error.code() in _PERMANENT:  # e.g. no read ACL on an input topic
+            raise _refused(self._settings, "consuming", error)
         _LOG.warning("kafka consumer: %s", redact(error.str(), _secrets(self._settings)))
 
     def _on_commit_error(self, exc: KafkaException) -> None:

@@ -12,18 +12,22 @@ Redis layout (every key from ``connector.keys.Keys``):
   ``reserved``, ``version`` (+1 on every stock change), ``pushed`` (highest version Taobao
   confirmed), ``st_at:<wh>`` / ``st_id:<wh>`` (the stocktake in force at a warehouse:
   occurred_at and event id), ``mv_trim:<wh>`` (the movement log's horizon, see Limits).
-- ``order(order_id)`` hash: ``state:<sku>`` (reserved | cancelled | shipped) and
-  ``reserved:<sku>`` (what that line holds); expires after the de-dup TTL, refreshed.
+- ``order(order_id)`` hash: ``state:<sku>`` (reserved | cancelled | shipped),
+  ``reserved:<sku>`` (what that line holds) and ``open`` (how many lines are reserved); kept
+  while ``open`` > 0, then expires after the de-dup TTL (refreshed by each write).
 - ``seen(key)`` string = the effect name, with the de-dup TTL; key = event id for warehouse
   events, ``line_key(order, sku, type)`` for order lines.
 - ``movements(sku, wh)`` sorted set: movements applied since the warehouse's last stocktake,
   score = occurred_at, member = ``<dedupe key>|<signed delta>``.
-- ``pending`` sorted set: SKU -> when to push (when it first changed, or a retry time);
-  ``sku_index`` set of SKU codes.
+- ``pending`` sorted set: SKU -> push priority, lowest first. A changed SKU scores the
+  connector's clock at its first change minus ``CHANGE_AHEAD_MS`` (~35 years): due at once
+  whatever the clocks of the replicas, ahead of every retry, oldest change first. A retry
+  scores its retry time (epoch ms). ``sku_index`` set of SKU codes.
 
 Limits (event time, not wall-clock):
 
-- Redelivery is recognised for the de-dup TTL only; an order line's state lives as long.
+- Redelivery is recognised for the de-dup TTL only; so is a closed order's state (an open
+  order's lives until it is closed).
 - Without stocktakes, a warehouse's movement log keeps at least ``movement_retention_s``
   (default: the de-dup TTL) of movements behind the newest one, trimmed in steps of a
   quarter of that, so at most 1.25 times as much. ``mv_trim:<wh>`` records the trim horizon;
@@ -43,7 +47,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from redis.exceptions import NoScriptError, RedisError
 
@@ -54,6 +58,10 @@ from connector.redis_client import AsyncRedis
 from connector.stock import movement_delta
 
 __all__ = ["Effect", "EventOutcome", "Ledger", "LineOutcome", "SkuStock"]
+
+# How far ahead of retries a change is put in the pending set (see the module docstring):
+# far more than any retry delay or clock difference between replicas.
+CHANGE_AHEAD_MS: Final = 1 << 40
 
 _APPLY_LUA = resources.files(__package__).joinpath("ledger_apply.lua").read_text("utf-8")
 _CONFIRM_LUA = resources.files(__package__).joinpath("ledger_confirm.lua").read_text("utf-8")
@@ -191,7 +199,15 @@ class Ledger:
             keys.extend((k.sku(sku), k.seen(dedupe)))
             if op in _MOVES_STOCK:
                 keys.append(k.movements(sku, warehouse))
-        head = [op, self._ttl_s, self._retention_ms, event.occurred_at_ms, event.event_id, now_ms]
+        change_score = now_ms - CHANGE_AHEAD_MS
+        head = [
+            op,
+            self._ttl_s,
+            self._retention_ms,
+            event.occurred_at_ms,
+            event.event_id,
+            change_score,
+        ]
         arg = json.dumps([*head, lines], ensure_ascii=False, separators=(",", ":"))
         return _Call(keys, arg, tuple(line[0] for line in lines))
 
@@ -258,7 +274,8 @@ class Ledger:
         return {sku: _sku_stock(sku, row) for sku, row in zip(wanted, rows, strict=True)}
 
     async def due(self, now_ms: int, limit: int) -> list[str]:
-        """Pending SKUs whose push time has come (score <= now_ms), oldest first."""
+        """Pending SKUs whose push time has come (score <= now_ms): changed SKUs first,
+        oldest change first, then retries whose time has come, earliest first."""
         members = await self._guard(
             self._redis.zrangebyscore(self._keys.pending, "-inf", now_ms, start=0, num=limit)
         )

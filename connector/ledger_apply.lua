@@ -2,21 +2,22 @@
 -- state, movement logs, version and the pending outbox, all in this one atomic call.
 -- The executable specification is connector/stock.py; connector/ledger.py documents fields.
 --
--- KEYS[1]   pending sorted set (SKU -> when to push: when it first changed since its last
---           confirmed push, or a retry time; 0 = due now)
+-- KEYS[1]   pending sorted set (SKU -> push priority: a changed SKU scores its change score,
+--           a retry its retry time; lowest first, see connector/ledger.py)
 -- KEYS[2]   SKU index set
 -- KEYS[3]   order hash (order ops only); lines start at KEYS[4] for order ops, KEYS[3] else
 -- then per line: SKU hash, de-dup ("seen") key, and for ops that move on-hand stock
 --   (shipped, move, stocktake) the movement log of (SKU, warehouse)
 --
--- ARGV[1]   JSON array: [op, dedupe_ttl_s, retention_ms, occurred_at_ms, event_id, now_ms,
---           lines]
+-- ARGV[1]   JSON array: [op, dedupe_ttl_s, retention_ms, occurred_at_ms, event_id,
+--           change_score, lines]
 --   op            created | cancelled | shipped | refunded | move | stocktake
 --   dedupe_ttl_s  TTL of the seen keys, and of the order hash once no line is reserved
 --                 (an open order's state lives as long as its reservation)
 --   retention_ms  how far (event time) the movement log reaches behind its newest entry
 --   event_id      orders a stocktake against another at the same occurred_at
---   now_ms        the connector's clock: a changed SKU is due from then (see write_sku)
+--   change_score  the pending score of a SKU this event changes (ledger.py: due now, ahead
+--                 of every retry, oldest change first)
 --   lines         [[sku, quantity, warehouse, dedupe_key], ...]; quantity is the line
 --                 quantity (orders), the signed delta (move) or the count (stocktake)
 --   (One JSON argument rather than 5 + 4 per line: packing arguments is the client's cost.)
@@ -28,7 +29,7 @@
 -- A script never rolls back, so every read happens before the first write. Calls into
 -- Redis dominate the cost, so reads and writes are batched per key where possible.
 
-local op, ttl, retention, at, event_id, now, args = unpack(cjson.decode(ARGV[1]))
+local op, ttl, retention, at, event_id, change_score, args = unpack(cjson.decode(ARGV[1]))
 
 local is_order = op == 'created' or op == 'cancelled' or op == 'shipped' or op == 'refunded'
 local moves_stock = op == 'shipped' or op == 'move' or op == 'stocktake'
@@ -198,7 +199,7 @@ local function write_sku(l, pending)
   -- (A refund or an early cancel of an unknown SKU states nothing and pushes nothing.)
   if d_wh ~= 0 or d_res ~= 0 or (l.stocktake and not l.known) then
     l.version = l.version + 1
-    pending[#pending + 1], pending[#pending + 2] = int(now), l.sku
+    pending[#pending + 1], pending[#pending + 2] = int(change_score), l.sku
   elseif not (l.log or l.stocktake) then
     return
   end
@@ -245,9 +246,9 @@ local function write(lines)
     end
   end
   if #pending > 0 then
-    -- LT: a SKU already waiting keeps its earlier time, so pushes go out oldest first and
-    -- a SKU that keeps changing cannot be overtaken forever (with equal scores the order
-    -- would be by name); a retry time later than now is brought forward.
+    -- LT: a SKU already waiting keeps its earlier score, so changes go out oldest first
+    -- (with equal scores the order would be by name, and a late-sorting code could wait
+    -- forever), and a SKU waiting for a retry is brought forward by a new change.
     redis.call('ZADD', KEYS[1], 'LT', unpack(pending))
   end
   if #order_fields > 0 then

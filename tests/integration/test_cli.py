@@ -118,6 +118,17 @@ def test_with_redis_down_taobao_is_reported_as_not_checked(
     assert lines[2].startswith("taobao: not checked")
 
 
+def test_a_client_setting_librdkafka_rejects_is_a_configuration_error(
+    sandbox: SandboxServer, redis_url: str, broker: str
+) -> None:
+    env = sandbox_env(sandbox, redis_url, broker, KAFKA_EXTRA_CONFIG='{"no.such.property": 1}')
+    result = run_cli("check", env=env)
+
+    assert result.returncode == 2, result.stderr
+    assert "configuration error" in result.stderr
+    assert "KAFKA_" in result.stderr
+
+
 def test_a_bad_log_level_is_a_usage_error() -> None:
     result = run_cli("--log-level", "chatty", "check", env={})
 

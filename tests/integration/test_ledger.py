@@ -322,22 +322,25 @@ async def test_reschedule_puts_back_a_sku_another_push_confirmed_too_early(
     assert await ledger.due(7000, 10) == ["A"]
 
 
-async def test_due_is_oldest_change_first_whatever_the_names(redis: Redis, keys: Keys) -> None:
+async def test_due_is_changes_oldest_first_then_retries(redis: Redis, keys: Keys) -> None:
     now = [1000]
     ledger = Ledger(redis, keys, dedupe_ttl_s=TTL_S, default_warehouse=W1, clock_ms=lambda: now[0])
+    await ledger.apply([wh(RECV, "R", 1, 0, eid="r1")])
+    (read,) = (await ledger.stock(["R"])).values()
+    await ledger.reschedule({"R": read.version}, until_ms=1500)  # a failed push: retry at 1.5 s
     await ledger.apply([wh(RECV, "ZZ", 1, 1, eid="z1")])
     now[0] = 2000
     await ledger.apply([wh(RECV, sku, 1, 2, eid=f"{sku}1") for sku in ("A", "B", "C")])
     now[0] = 3000
     await ledger.apply([wh(RECV, "ZZ", 1, 3, eid="z2")])  # changes again: keeps its place
 
+    # Not by name: the oldest change first, and every change before a retry that is due.
     assert await ledger.due(now[0], 2) == ["ZZ", "A"]
-    assert await ledger.due(1500, 10) == ["ZZ"]
+    assert await ledger.due(now[0], 10) == ["ZZ", "A", "B", "C", "R"]
+    assert await ledger.due(1400, 10) == ["ZZ", "A", "B", "C"]  # the retry is not due yet
 
-    (read,) = (await ledger.stock(["A"])).values()
-    await ledger.reschedule({"A": read.version}, until_ms=9000)  # a failed push: later
-    await ledger.apply([wh(RECV, "A", 1, 4, eid="A2")])  # a new change brings it forward
-    assert await ledger.due(now[0], 10) == ["ZZ", "B", "C", "A"]
+    await ledger.apply([wh(RECV, "R", 1, 4, eid="r2")])  # a new change brings it forward
+    assert await ledger.due(1400, 10) == ["ZZ", "A", "B", "C", "R"]
 
 
 async def test_due_respects_the_limit(ledger: Ledger) -> None:
