@@ -15,8 +15,9 @@ Redis layout (every key from ``connector.keys.Keys``):
 - ``order(order_id)`` hash: ``state:<sku>`` (reserved | cancelled | shipped),
   ``reserved:<sku>`` (what that line holds) and ``open`` (how many lines are reserved); kept
   while ``open`` > 0, then expires after the de-dup TTL (refreshed by each write).
-- ``seen(key)`` string = the effect name, with the de-dup TTL; key = event id for warehouse
-  events, ``line_key(order, sku, type)`` for order lines.
+- ``seen(key)`` string = the effect name, ``!`` if it oversold, and ``?<attempt>`` until the
+  event's outputs are marked produced (``mark_reported``), with the de-dup TTL; key = event
+  id for warehouse events, ``line_key(order, sku, type)`` for order lines.
 - ``movements(sku, wh)`` sorted set: movements applied since the warehouse's last stocktake,
   score = occurred_at, member = ``<dedupe key>|<signed delta>``.
 - ``pending`` sorted set: SKU -> push priority, lowest first. A changed SKU scores the
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -66,7 +68,9 @@ CHANGE_AHEAD_MS: Final = 1 << 40
 _APPLY_LUA = resources.files(__package__).joinpath("ledger_apply.lua").read_text("utf-8")
 _CONFIRM_LUA = resources.files(__package__).joinpath("ledger_confirm.lua").read_text("utf-8")
 _RESCHEDULE_LUA = resources.files(__package__).joinpath("ledger_reschedule.lua").read_text("utf-8")
-_REPLY_WIDTH = 7  # values per line in ledger_apply.lua's reply
+_REPORTED_LUA = resources.files(__package__).joinpath("ledger_reported.lua").read_text("utf-8")
+_REPLY_WIDTH = 8  # values per line in ledger_apply.lua's reply
+_MARK_CHUNK = 1000  # seen keys per ledger_reported.lua call
 # Ops whose lines carry a movement log key (ledger_apply.lua's key layout).
 _MOVES_STOCK = frozenset({"shipped", "move", "stocktake"})
 _T = TypeVar("_T")
@@ -103,6 +107,9 @@ class LineOutcome:
     on_hand: int
     version: int
     oversold: bool  # this effect reduced availability and left it below zero
+    # A duplicate of an application whose outputs may never have been produced (another
+    # apply attempt, not yet marked reported): it is reported as that application.
+    unreported: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +119,10 @@ class EventOutcome:
 
     @property
     def duplicate(self) -> bool:
-        """Every line was a duplicate: the event changed nothing."""
-        return all(line.duplicate for line in self.lines)
+        """Every line was a duplicate of an application already reported: nothing to say
+        but "duplicate". (An event whose application was never reported is reported as
+        applied, with the effects it had then.)"""
+        return all(line.duplicate and not line.unreported for line in self.lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +179,7 @@ class Ledger:
         self._apply = redis.register_script(_APPLY_LUA)
         self._confirm = redis.register_script(_CONFIRM_LUA)
         self._reschedule = redis.register_script(_RESCHEDULE_LUA)
+        self._reported = redis.register_script(_REPORTED_LUA)
 
     # ------------------------------------------------------------- applying events
 
@@ -180,7 +190,8 @@ class Ledger:
         the applied ones come back as duplicates.
         """
         now_ms = self._clock_ms()
-        calls = [self._call(event, now_ms) for event in events]
+        attempt = uuid.uuid4().hex[:12]  # this call's id: see ledger_apply.lua
+        calls = [self._call(event, now_ms, attempt) for event in events]
         # An event without lines has nothing to apply: it gets no script call.
         replies = iter(await self._run([call for call in calls if call.skus]))
         return [
@@ -188,7 +199,7 @@ class Ledger:
             for event, call in zip(events, calls, strict=True)
         ]
 
-    def _call(self, event: StockEvent, now_ms: int) -> _Call:
+    def _call(self, event: StockEvent, now_ms: int, attempt: str) -> _Call:
         """KEYS and the JSON argument of ledger_apply.lua (layout in its header)."""
         k = self._keys
         keys = [k.pending, k.sku_index]
@@ -207,6 +218,7 @@ class Ledger:
             event.occurred_at_ms,
             event.event_id,
             change_score,
+            attempt,
         ]
         arg = json.dumps([*head, lines], ensure_ascii=False, separators=(",", ":"))
         return _Call(keys, arg, tuple(line[0] for line in lines))
@@ -294,6 +306,13 @@ class Ledger:
 
     # ------------------------------------------------------------- the outbox
 
+    async def mark_reported(self, events: Sequence[StockEvent]) -> None:
+        """Record that the results and alerts of ``events`` were produced, so that a later
+        redelivery of them is reported as a plain duplicate."""
+        keys = [self._keys.seen(line[3]) for e in events for line in self._op_and_lines(e)[1]]
+        for start in range(0, len(keys), _MARK_CHUNK):
+            await self._guard(self._reported(keys=keys[start : start + _MARK_CHUNK]))
+
     async def confirm(self, pushed: Mapping[str, int]) -> None:
         """Record that Taobao shows ``version`` for each SKU; a SKU leaves the pending set
         only once that covers its current version (atomic per SKU)."""
@@ -322,7 +341,7 @@ def _lines(skus: tuple[str, ...], reply: bytes | str) -> tuple[LineOutcome, ...]
     values = _text(reply).split()
     out = []
     for i, sku in enumerate(skus):
-        effect, dup, available, reserved, on_hand, version, oversold = values[
+        effect, dup, available, reserved, on_hand, version, oversold, unreported = values[
             i * _REPLY_WIDTH : (i + 1) * _REPLY_WIDTH
         ]
         out.append(
@@ -335,6 +354,7 @@ def _lines(skus: tuple[str, ...], reply: bytes | str) -> tuple[LineOutcome, ...]
                 on_hand=int(on_hand),
                 version=int(version),
                 oversold=oversold == "1",
+                unreported=unreported == "1",
             )
         )
     return tuple(out)

@@ -10,7 +10,7 @@
 --   (shipped, move, stocktake) the movement log of (SKU, warehouse)
 --
 -- ARGV[1]   JSON array: [op, dedupe_ttl_s, retention_ms, occurred_at_ms, event_id,
---           change_score, lines]
+--           change_score, attempt, lines]
 --   op            created | cancelled | shipped | refunded | move | stocktake
 --   dedupe_ttl_s  TTL of the seen keys, and of the order hash once no line is reserved
 --                 (an open order's state lives as long as its reservation)
@@ -18,18 +18,23 @@
 --   event_id      orders a stocktake against another at the same occurred_at
 --   change_score  the pending score of a SKU this event changes (ledger.py: due now, ahead
 --                 of every retry, oldest change first)
+--   attempt       id of this apply call: a seen value carries it (`?<attempt>`) until
+--                 ledger_reported.lua says the outputs were produced, so a duplicate from
+--                 another attempt whose outputs never went out is reported as applied
 --   lines         [[sku, quantity, warehouse, dedupe_key], ...]; quantity is the line
 --                 quantity (orders), the signed delta (move) or the count (stocktake)
 --   (One JSON argument rather than 5 + 4 per line: packing arguments is the client's cost.)
 --
--- Returns ONE string, 7 space-separated values per line (a flat string parses far faster
+-- Returns ONE string, 8 space-separated values per line (a flat string parses far faster
 -- in a pure-Python client than a nested array):
---   effect, duplicate (0/1), available, reserved, on_hand (total), version, oversold (0/1)
+--   effect, duplicate (0/1), available, reserved, on_hand (total), version, oversold (0/1),
+--   unreported (0/1: a duplicate of an application whose outputs may never have gone out)
 --
 -- A script never rolls back, so every read happens before the first write. Calls into
 -- Redis dominate the cost, so reads and writes are batched per key where possible.
 
-local op, ttl, retention, at, event_id, change_score, args = unpack(cjson.decode(ARGV[1]))
+local op, ttl, retention, at, event_id, change_score, attempt, args =
+  unpack(cjson.decode(ARGV[1]))
 
 local is_order = op == 'created' or op == 'cancelled' or op == 'shipped' or op == 'refunded'
 local moves_stock = op == 'shipped' or op == 'move' or op == 'stocktake'
@@ -67,6 +72,13 @@ local function read_line(i)
     l.log_key = KEYS[k + 2]
   end
   l.seen = redis.call('GET', l.seen_key)
+  local mark = l.seen and string.find(l.seen, '?', 1, true)
+  if mark then
+    -- Applied, outputs not known to be produced: by another attempt (a retry after a lost
+    -- reply, a redelivery after a crash) the application is reported again.
+    l.unreported = string.sub(l.seen, mark + 1) ~= attempt
+    l.seen = string.sub(l.seen, 1, mark - 1)
+  end
   if l.seen and string.sub(l.seen, -1) == '!' then
     -- The first application oversold: a replay reports it again, so its alert is re-raised.
     l.seen, l.seen_oversold = string.sub(l.seen, 1, -2), true
@@ -233,7 +245,8 @@ local function write(lines)
   local pending, order_fields, open_delta = {}, {}, 0
   for _, l in ipairs(lines) do
     if not (l.seen or l.dup) then
-      redis.call('SET', l.seen_key, l.effect .. (oversold_by(l) and '!' or ''), 'EX', ttl)
+      local value = l.effect .. (oversold_by(l) and '!' or '') .. '?' .. attempt
+      redis.call('SET', l.seen_key, value, 'EX', ttl)
       write_sku(l, pending)
       if l.new_state then
         order_fields[#order_fields + 1] = 'state:' .. l.sku
@@ -272,7 +285,7 @@ local function outcome(l)
   local oversold = ((dup == 1 and l.seen_oversold) or (dup == 0 and oversold_by(l))) and 1 or 0
   return table.concat(
     {l.seen or l.dup or l.effect, dup, int(available), int(reserved), int(on_hand),
-      int(l.version), oversold}, ' ')
+      int(l.version), oversold, l.unreported and 1 or 0}, ' ')
 end
 
 -- ---------------------------------------------------------------- main

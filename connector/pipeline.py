@@ -9,11 +9,13 @@ One batch at a time, in this order, so that every guarantee in the README's "How
 3. push Taobao for the SKUs touched plus any pending SKU whose time has come (a failure
    leaves them pending; the ledger stays the truth);
 4. produce one result per input, the alerts and the dead letters, and wait for the broker
-   to acknowledge them;
+   to acknowledge them; then mark the applications reported in the ledger;
 5. only then commit the batch's offsets.
 
 A crash anywhere before 5 redelivers the batch; the ledger de-duplicates it and the pending
-set still pushes what never reached Taobao. Redis or broker failures are retried in place
+set still pushes what never reached Taobao. An event whose application was never marked
+reported is reported again as applied (its effect from then, its alerts with the same ids);
+one already reported comes back as a duplicate. Redis or broker failures are retried in place
 with backoff (the batch stays in hand); a Taobao ban or outage pauses consumption until it
 ends. Each event gets a span continuing the producer's trace from the Kafka headers, and
 its outputs carry that span's context.
@@ -261,6 +263,10 @@ class Pipeline:
                     self._producer.send, work.outbound, timeout_s=PRODUCE_TIMEOUT_S
                 ),
             )
+            # Only now is each application reported: a redelivery from here on is a plain
+            # duplicate, while one that comes before (a crash, a lost reply) reports it again.
+            reported = [item.event for _, item in applied if not item.outcome.duplicate]
+            await self._retrying("ledger", lambda: self._ledger.mark_reported(reported))
             await self._retrying("commit", lambda: asyncio.to_thread(self._consumer.commit, batch))
         finally:
             for message in work.messages:

@@ -177,6 +177,7 @@ async def test_scenario_in_one_batch_then_redelivered(
     ledger: Ledger, events: list[StockEvent], expected: list[str]
 ) -> None:
     assert effects(await ledger.apply(events)) == expected
+    await ledger.mark_reported(events)  # the results went out
     redelivered = await ledger.apply(events)
     assert all(outcome.duplicate for outcome in redelivered)
     # A duplicate reports the effect its first delivery had.
@@ -286,12 +287,47 @@ async def test_duplicate_after_a_crash_still_leaves_the_sku_pending(ledger: Ledg
     await ledger.apply([event])
     # The process died before pushing: the redelivery is a duplicate and changes nothing...
     (again,) = await ledger.apply([event])
-    assert again.duplicate
+    assert again.lines[0].duplicate
     assert (again.lines[0].version, again.lines[0].on_hand) == (1, 3)
     # ...but the SKU is still due, so the next push brings Taobao up to date.
     assert await ledger.due(0, 10) == ["A"]
     await ledger.confirm({"A": again.lines[0].version})
     assert await ledger.pending_count() == 0
+
+
+async def test_a_redelivery_before_the_outputs_went_out_is_reported_as_the_application(
+    ledger: Ledger,
+) -> None:
+    created = order(C, "o1", 1, ("A", 2), ("B", 1))
+    stocktake = wh(TAKE, "A", 1, 0)
+    # Two copies in one call: the second is a plain duplicate of the first.
+    first = await ledger.apply([stocktake, created, created])
+    assert [o.duplicate for o in first] == [False, False, True]
+
+    # Another attempt before the outputs were marked produced (a crash, a lost reply): the
+    # application is reported again, with its effects and its oversell, changing nothing.
+    again = await ledger.apply([stocktake, created])
+    assert [o.duplicate for o in again] == [False, False]
+    assert all(line.duplicate and line.unreported for o in again for line in o.lines)
+    assert effects(again) == ["dup:stocktake_applied", "dup:reserved", "dup:reserved"]
+    assert again[1].lines[0].oversold  # 1 counted, 2 reserved: the alert is raised again
+    stock = await ledger.stock(["A", "B"])
+    assert (stock["A"].reserved, stock["B"].reserved) == (2, 1)
+
+    await ledger.mark_reported([stocktake, created])
+    after = await ledger.apply([stocktake, created])
+    assert [o.duplicate for o in after] == [True, True]
+    assert not any(line.unreported for o in after for line in o.lines)
+
+
+async def test_marking_keeps_the_dedupe_ttl(ledger: Ledger, redis: Redis, keys: Keys) -> None:
+    event = wh(RECV, "A", 1, 1, eid="w1")
+    await ledger.apply([event])
+    await redis.expire(keys.seen("w1"), 123)
+    await ledger.mark_reported([event, wh(RECV, "A", 1, 2, eid="never-applied")])
+    assert 0 < await redis.ttl(keys.seen("w1")) <= 123
+    assert await redis.get(keys.seen("w1")) == b"on_hand_changed"
+    assert await redis.exists(keys.seen("never-applied")) == 0
 
 
 async def test_reschedule_touches_only_skus_still_pending(ledger: Ledger) -> None:
@@ -356,6 +392,7 @@ async def test_a_duplicate_in_the_middle_of_a_batch_does_not_disturb_the_others(
 ) -> None:
     first = order(C, "o1", 1, ("A", 2), ("B", 1))
     await ledger.apply([first])
+    await ledger.mark_reported([first])
     batch: list[StockEvent] = [
         wh(RECV, "A", 5, 2),
         first,

@@ -27,7 +27,7 @@ from connector.settings import KafkaSettings
 from connector.stock import reference_apply
 from connector.telemetry import get_tracer, inject_context
 from tests.helpers import admin, api_calls, set_faults
-from tests.pipeline_harness import WAREHOUSE, Harness, count, move, order, wait_for
+from tests.pipeline_harness import WAREHOUSE, Crash, Harness, count, move, order, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -129,6 +129,37 @@ async def test_batch_replayed_after_a_crash_before_commit(harness: Harness) -> N
     assert {r.status for r in replayed} == {ResultStatus.DUPLICATE}
     reference = reference_apply(events, default_warehouse="DEFAULT")
     assert {c: stock[c].available for c in CODES} == {c: reference.available(c) for c in CODES}
+
+
+async def test_a_crash_before_the_results_went_out_reports_the_application_on_replay(
+    harness: Harness,
+) -> None:
+    events = [count("MUG-WHITE", 10), order("m1", "m1", C, ("MUG-WHITE", 6), at=5)]
+    harness.produce(events[:1])
+    async with harness.running():
+        await harness.results(1)
+    harness.produce(events[1:])
+
+    async with harness.running() as first:
+        # The process dies after the ledger step, before its outputs reach the broker.
+        def crash(*_: Any, **__: Any) -> None:
+            raise Crash
+
+        first.producer.send = crash  # type: ignore[method-assign]
+        await wait_for(lambda: _reserved(first, 6), what="the order in the ledger")
+
+    async with harness.running():
+        results = await harness.results(2)
+        alerts = await harness.alerts(1)
+
+    replayed = next(r for r in results if r.event_id == "m1")
+    assert replayed.status is ResultStatus.APPLIED  # not DUPLICATE: nobody heard of it
+    assert replayed.skus[0].effect == "reserved"
+    assert [a.kind for a in alerts] == [AlertKind.LOW_STOCK]  # 10 - 6 = 4, threshold 5
+
+
+async def _reserved(connector: Any, n: int) -> bool:
+    return bool((await connector.ledger.stock(["MUG-WHITE"]))["MUG-WHITE"].reserved == n)
 
 
 async def test_crash_between_ledger_and_taobao_catches_up_on_restart(
