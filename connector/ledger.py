@@ -186,8 +186,9 @@ class Ledger:
     async def apply(self, events: Sequence[StockEvent]) -> list[EventOutcome]:
         """Apply events in order in one pipelined round trip; outcomes in input order.
 
-        On ``DependencyError`` some events may have been applied: retry the whole batch,
-        the applied ones come back as duplicates.
+        On ``DependencyError`` some events may have been applied: retry the whole batch.
+        The applied ones come back as duplicates that are ``unreported`` (until
+        ``mark_reported``), with the effect and figures of that application.
         """
         now_ms = self._clock_ms()
         attempt = uuid.uuid4().hex[:12]  # this call's id: see ledger_apply.lua
@@ -337,7 +338,7 @@ class Ledger:
 
 
 def _lines(skus: tuple[str, ...], reply: bytes | str) -> tuple[LineOutcome, ...]:
-    """Parse ledger_apply.lua's reply: 7 space-separated values per line."""
+    """Parse ledger_apply.lua's reply: 8 space-separated values per line."""
     values = _text(reply).split()
     out = []
     for i, sku in enumerate(skus):

@@ -74,9 +74,13 @@ local function read_line(i)
   l.seen = redis.call('GET', l.seen_key)
   local mark = l.seen and string.find(l.seen, '?', 1, true)
   if mark then
-    -- Applied, outputs not known to be produced: by another attempt (a retry after a lost
-    -- reply, a redelivery after a crash) the application is reported again.
-    l.unreported = string.sub(l.seen, mark + 1) ~= attempt
+    -- Applied, outputs not known to be produced (`?<attempt>:<figures>`, see write): by
+    -- another attempt (a retry after a lost reply, a redelivery after a crash) the
+    -- application is reported again, with the figures it had then.
+    local rest = string.sub(l.seen, mark + 1)
+    local colon = string.find(rest, ':', 1, true)
+    l.unreported = string.sub(rest, 1, (colon or 0) - 1) ~= attempt
+    l.figures = colon and string.sub(rest, colon) or ''
     l.seen = string.sub(l.seen, 1, mark - 1)
   end
   if l.seen and string.sub(l.seen, -1) == '!' then
@@ -241,13 +245,32 @@ local function oversold_by(l)
   return available < before and available < 0
 end
 
+-- The figures right after this line's effect, as the outcome reports them.
+local function figures_after(l)
+  local on_hand, reserved = l.on_hand + (l.d_wh or 0), l.reserved + (l.d_res or 0)
+  return on_hand - reserved, reserved, on_hand, l.version
+end
+
+-- `effect[!]?<attempt>:<available>:<reserved>:<on_hand>:<version>` until
+-- ledger_reported.lua cuts it at `?` once the outputs are produced.
+local function unreported_value(effect, oversold, figures)
+  return effect .. (oversold and '!' or '') .. '?' .. attempt .. figures
+end
+
 local function write(lines)
   local pending, order_fields, open_delta = {}, {}, 0
   for _, l in ipairs(lines) do
-    if not (l.seen or l.dup) then
-      local value = l.effect .. (oversold_by(l) and '!' or '') .. '?' .. attempt
-      redis.call('SET', l.seen_key, value, 'EX', ttl)
+    if l.unreported then
+      -- Now reported by this attempt: a later copy in this batch is a plain duplicate.
+      redis.call('SET', l.seen_key, unreported_value(l.seen, l.seen_oversold, l.figures),
+        'KEEPTTL')
+    elseif not (l.seen or l.dup) then
       write_sku(l, pending)
+      local available, reserved, on_hand, version = figures_after(l)
+      local figures = ':' .. table.concat(
+        {int(available), int(reserved), int(on_hand), int(version)}, ':')
+      redis.call('SET', l.seen_key, unreported_value(l.effect, oversold_by(l), figures),
+        'EX', ttl)
       if l.new_state then
         order_fields[#order_fields + 1] = 'state:' .. l.sku
         order_fields[#order_fields + 1] = l.new_state
@@ -278,14 +301,19 @@ local function write(lines)
 end
 
 local function outcome(l)
-  local d_wh, d_res = l.d_wh or 0, l.d_res or 0
-  local on_hand, reserved = l.on_hand + d_wh, l.reserved + d_res
-  local available = on_hand - reserved
+  local available, reserved, on_hand, version = figures_after(l)
+  if l.unreported and l.figures ~= '' then
+    -- Reported as the application it was: with the figures right after it.
+    local a, r, o, v = string.match(l.figures, '^:(-?%d+):(-?%d+):(-?%d+):(%d+)$')
+    if v then
+      available, reserved, on_hand, version = tonumber(a), tonumber(r), tonumber(o), tonumber(v)
+    end
+  end
   local dup = (l.seen or l.dup) and 1 or 0
   local oversold = ((dup == 1 and l.seen_oversold) or (dup == 0 and oversold_by(l))) and 1 or 0
   return table.concat(
     {l.seen or l.dup or l.effect, dup, int(available), int(reserved), int(on_hand),
-      int(l.version), oversold, l.unreported and 1 or 0}, ' ')
+      int(version), oversold, l.unreported and 1 or 0}, ' ')
 end
 
 -- ---------------------------------------------------------------- main

@@ -320,13 +320,44 @@ async def test_a_redelivery_before_the_outputs_went_out_is_reported_as_the_appli
     assert not any(line.unreported for o in after for line in o.lines)
 
 
+async def test_a_retried_call_reports_each_application_once_with_its_figures(
+    ledger: Ledger,
+) -> None:
+    events: list[StockEvent] = [
+        wh(TAKE, "A", 10, 0),
+        order(C, "o1", 1, ("A", 6)),
+        order(C, "o1", 1, ("A", 6)),  # the same event again, in the same batch
+        order(X, "o1", 2, ("A", 6)),
+        order(X, "o1", 3, ("A", 6), eid="o1-cancel-again"),  # a double cancel, another id
+        wh(RECV, "A", 20, 4),
+    ]
+    first = await ledger.apply(events)
+    # The reply was lost: the pipeline retries the whole call (a new attempt).
+    again = await ledger.apply(events)
+
+    assert [o.duplicate for o in again] == [o.duplicate for o in first]
+    assert [o.duplicate for o in again] == [False, False, True, False, True, False]
+    assert effects(again) == ["dup:" + e.removeprefix("dup:") for e in effects(first)]
+
+    # Each application is reported with the figures right after it, not today's.
+    def figures(outcomes: list[EventOutcome]) -> list[tuple[int, int, int]]:
+        return [
+            (o.lines[0].available, o.lines[0].reserved, o.lines[0].version)
+            for o in outcomes
+            if not o.duplicate
+        ]
+
+    assert figures(again) == figures(first)
+    assert figures(first)[1] == (4, 6, 2)
+
+
 async def test_marking_keeps_the_dedupe_ttl(ledger: Ledger, redis: Redis, keys: Keys) -> None:
     event = wh(RECV, "A", 1, 1, eid="w1")
     await ledger.apply([event])
     await redis.expire(keys.seen("w1"), 123)
     await ledger.mark_reported([event, wh(RECV, "A", 1, 2, eid="never-applied")])
     assert 0 < await redis.ttl(keys.seen("w1")) <= 123
-    assert await redis.get(keys.seen("w1")) == b"on_hand_changed"
+    assert await redis.get(keys.seen("w1")) == b"on_hand_changed"  # mark and figures cut
     assert await redis.exists(keys.seen("never-applied")) == 0
 
 
@@ -588,6 +619,8 @@ def check_versions(outcomes: Sequence[EventOutcome]) -> dict[str, int]:
     last: dict[str, tuple[int, int, int]] = {}
     for outcome in outcomes:
         for line in outcome.lines:
+            if line.unreported:
+                continue  # reports an earlier application, with the figures it had then
             on_hand, reserved, version = last.get(line.sku, (0, 0, 0))
             changed = (line.on_hand, line.reserved) != (on_hand, reserved)
             first_count = (
@@ -627,12 +660,22 @@ async def test_any_arrival_order_and_redelivery_matches_the_reference(
     )
     outcomes: list[EventOutcome] = []
     delivered: set[str] = set()
+    reported: set[str] = set()
     for batch in batches:
+        in_batch: set[str] = set()
         for outcome, event in zip(await ledger.apply(batch), batch, strict=True):
             # First delivery applies (no line is a duplicate); any later one is a duplicate.
             assert all(line.duplicate == (event.event_id in delivered) for line in outcome.lines)
+            # ... a plain one once its outputs were reported, or after a copy in this batch;
+            # before that (a crash), it reports the application again.
+            plain = event.event_id in reported or event.event_id in in_batch
+            assert outcome.duplicate == plain or not outcome.lines
             delivered.add(event.event_id)
+            in_batch.add(event.event_id)
             outcomes.append(outcome)
+        if data.draw(st.booleans(), label="outputs produced"):  # else: crashed before it
+            await ledger.mark_reported(batch)
+            reported |= in_batch
     await assert_matches_reference(ledger, events)
     versions = check_versions(outcomes)
     stock = await ledger.stock(versions)
