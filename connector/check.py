@@ -9,7 +9,9 @@ budget live there), so it is skipped when Redis is not reachable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+from collections.abc import Iterator
 
 from connector.errors import ConfigError, ConnectorError, redact
 from connector.kafka_io import check_broker
@@ -24,33 +26,36 @@ __all__ = ["run_check"]
 async def run_check(settings: Settings) -> int:
     """0 when the broker, Redis and Taobao all answered; 1 otherwise."""
     secrets = settings.secret_values()
-    failed = False
-    try:
+    failed: list[str] = []
+    with _checking("kafka", secrets, failed):
         await asyncio.to_thread(check_broker, settings.kafka)
         _say("kafka: ok")
-    except ConfigError:
-        raise  # a setting to fix: the command's usual one line and exit code 2
-    except ConnectorError as exc:
-        failed = _failure("kafka", exc, secrets)
-    try:
+    redis: AsyncRedis | None = None
+    with _checking("redis", secrets, failed):
         redis = await connect_redis(settings.redis)
-    except ConfigError:
-        raise
-    except ConnectorError as exc:
-        _failure("redis", exc, secrets)
+        _say("redis: ok")
+    if redis is None:
         _say("taobao: not checked (needs Redis for the session and the call budget)")
         return 1
     try:
-        _say("redis: ok")
-        await _check_taobao(settings, redis)
-        _say(f"taobao: ok (gateway {settings.taobao.gateway_url})")
-    except ConfigError:
-        raise
-    except ConnectorError as exc:
-        failed = _failure("taobao", exc, secrets)
+        with _checking("taobao", secrets, failed):
+            await _check_taobao(settings, redis)
+            _say(f"taobao: ok (gateway {settings.taobao.gateway_url})")
     finally:
         await redis.aclose()
     return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def _checking(what: str, secrets: list[str], failed: list[str]) -> Iterator[None]:
+    """One dependency's check: its failure is a line and the run goes on."""
+    try:
+        yield
+    except ConfigError:
+        raise  # a setting to fix: the command's usual one line and exit code 2
+    except ConnectorError as exc:
+        _say(f"{what}: FAILED: {redact(str(exc), secrets)}")
+        failed.append(what)
 
 
 async def _check_taobao(settings: Settings, redis: AsyncRedis) -> None:
@@ -60,11 +65,6 @@ async def _check_taobao(settings: Settings, redis: AsyncRedis) -> None:
         )
         async for _ in client.iter_onsale(page_size=1):
             break
-
-
-def _failure(what: str, exc: ConnectorError, secrets: list[str]) -> bool:
-    _say(f"{what}: FAILED: {redact(str(exc), secrets)}")
-    return True
 
 
 def _say(line: str) -> None:

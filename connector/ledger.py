@@ -15,9 +15,10 @@ Redis layout (every key from ``connector.keys.Keys``):
 - ``order(order_id)`` hash: ``state:<sku>`` (reserved | cancelled | shipped),
   ``reserved:<sku>`` (what that line holds) and ``open`` (how many lines are reserved); kept
   while ``open`` > 0, then expires after the de-dup TTL (refreshed by each write).
-- ``seen(key)`` string = the effect name, ``!`` if it oversold, and ``?<attempt>`` until the
-  event's outputs are marked produced (``mark_reported``), with the de-dup TTL; key = event
-  id for warehouse events, ``line_key(order, sku, type)`` for order lines.
+- ``seen(key)`` string = the effect name, ``!`` if it oversold, and
+  ``?<attempt>:<available>:<reserved>:<on_hand>:<version>`` (the figures right after it)
+  until the event's outputs are marked produced (``mark_reported``), with the de-dup TTL;
+  key = event id for warehouse events, ``line_key(order, sku, type)`` for order lines.
 - ``movements(sku, wh)`` sorted set: movements applied since the warehouse's last stocktake,
   score = occurred_at, member = ``<dedupe key>|<signed delta>``.
 - ``pending`` sorted set: SKU -> push priority, lowest first. A changed SKU scores the

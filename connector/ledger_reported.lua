@@ -2,8 +2,8 @@
 --
 -- KEYS      the events' de-dup ("seen") keys
 --
--- ledger_apply.lua writes a seen value as `effect[!]?<attempt>`: the `?<attempt>` part says
--- the application's outputs are not known to be produced yet. Once the broker acknowledged
+-- ledger_apply.lua writes a seen value as `effect[!]?<attempt>:<figures>`: the part from `?`
+-- says the application's outputs are not known to be produced yet. Once the broker acknowledged
 -- them, this strips it (keeping the TTL), so a later redelivery is a plain duplicate. A key
 -- without the mark, or gone, is left alone. Returns how many keys were marked.
 

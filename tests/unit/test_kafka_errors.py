@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from pydantic import SecretStr
 
 from connector.errors import BrokerRefused, DependencyError
-from connector.kafka_io import _refused
+from connector.kafka_io import EventConsumer, _refused
 from connector.settings import KafkaSettings
 
 SETTINGS = KafkaSettings(bootstrap_servers="kafka:9092", sasl_password=SecretStr("s3cret-pw"))
@@ -44,3 +44,25 @@ def test_outages_and_leader_moves_are_retried(code: int) -> None:
 
     assert isinstance(error, DependencyError)
     assert not isinstance(error, BrokerRefused)
+
+
+def test_a_consumer_refused_its_topics_stops_the_process() -> None:
+    consumer = EventConsumer(SETTINGS, ["orders"])  # no client is created until start()
+    denied = KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "no read ACL")
+
+    with pytest.raises(BrokerRefused, match="TOPIC_AUTHORIZATION_FAILED"):
+        consumer._on_message_error(denied)
+    consumer._on_message_error(KafkaError(KafkaError._PARTITION_EOF))  # not an error
+    consumer._on_message_error(KafkaError(KafkaError._TRANSPORT))  # librdkafka retries it
+
+
+class _SeekFails:
+    def seek(self, _partition: TopicPartition) -> None:
+        raise KafkaException(KafkaError(KafkaError._STATE, "erroneous state"))
+
+
+def test_a_failed_rewind_stops_rather_than_skipping_messages() -> None:
+    consumer = EventConsumer(SETTINGS, ["orders"])
+
+    with pytest.raises(BrokerRefused, match=r"rewind orders\[2\] to offset 40"):
+        consumer._rewind(_SeekFails(), {("orders", 2): 40})  # type: ignore[arg-type]
