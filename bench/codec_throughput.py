@@ -16,9 +16,15 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from connector.codec import AvroCodec
-from connector.events import OrderEvent, OrderLine, OrderType, WarehouseEvent, WarehouseType
-from connector.validate import parse_order, parse_warehouse
+from connector.contracts.codec import AvroCodec
+from connector.contracts.events import (
+    OrderEvent,
+    OrderLine,
+    OrderType,
+    WarehouseEvent,
+    WarehouseType,
+)
+from connector.ingest.validate import parse_order, parse_warehouse
 
 NOW_MS = 1_714_521_600_000
 

@@ -21,8 +21,7 @@ from collections.abc import Iterator
 
 from redis.asyncio import Redis
 
-from connector.embedded import EmbeddedRedis
-from connector.events import (
+from connector.contracts.events import (
     OrderEvent,
     OrderLine,
     OrderType,
@@ -30,8 +29,9 @@ from connector.events import (
     WarehouseEvent,
     WarehouseType,
 )
+from connector.demo.embedded import EmbeddedRedis
 from connector.keys import Keys
-from connector.ledger import Ledger
+from connector.ledger.ledger import Ledger
 
 __all__ = ["main"]
 

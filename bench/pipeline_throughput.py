@@ -32,10 +32,16 @@ from typing import Any
 import httpx
 from confluent_kafka import Consumer, TopicPartition
 
-from connector.codec import AvroCodec
-from connector.embedded import EmbeddedBroker, EmbeddedRedis
-from connector.events import OrderEvent, OrderLine, OrderType, WarehouseEvent, WarehouseType
-from connector.kafka_io import EventProducer, Outbound, ensure_topics
+from connector.contracts.codec import AvroCodec
+from connector.contracts.events import (
+    OrderEvent,
+    OrderLine,
+    OrderType,
+    WarehouseEvent,
+    WarehouseType,
+)
+from connector.demo.embedded import EmbeddedBroker, EmbeddedRedis
+from connector.kafka import EventProducer, Outbound, ensure_topics
 from connector.settings import KafkaSettings
 
 CODES = [

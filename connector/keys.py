@@ -53,7 +53,7 @@ class Keys:
         return f"{{{self.prefix}}}"
 
     def sku(self, sku: str) -> str:
-        """Hash: one SKU's stock (see ``connector/ledger.py`` for the fields)."""
+        """Hash: one SKU's stock (see ``connector/ledger/ledger.py`` for the fields)."""
         return f"{self._shop}:sku:{sku}"
 
     def movements(self, sku: str, warehouse: str) -> str:
@@ -77,6 +77,12 @@ class Keys:
     def pending(self) -> str:
         """Sorted set: SKUs Taobao has not confirmed yet; score = when to push (epoch ms)."""
         return f"{self._shop}:pending"
+
+    @property
+    def pending_since(self) -> str:
+        """Sorted set: SKU -> when its oldest unconfirmed change was made (epoch ms), kept
+        for SKUs whose pending score became a retry time (for the oldest-pending age)."""
+        return f"{self._shop}:pending:since"
 
     @property
     def sku_index(self) -> str:

@@ -157,6 +157,8 @@ class KafkaSettings(_Group):
     results_topic: str = "stock-sync-results"
     alerts_topic: str = "stock-alerts"
     dead_letter_topic: str = "stock-sync-dead-letter"
+    # One StockPush record per Taobao item the projection loop pushes.
+    pushes_topic: str = "stock-sync-pushes"
     # Confluent Schema Registry; without it events are plain Avro with the schemas/ files.
     schema_registry_url: str | None = None
     schema_registry_basic_auth: SecretStr | None = None  # "user:password"
@@ -195,7 +197,12 @@ class SyncSettings(_Group):
     mapping_ttl_s: int = Field(default=3_600, ge=1)
     unmapped_retry_s: int = Field(default=300, ge=1)
     push_concurrency: int = Field(default=4, ge=1)
+    # How often the projection looks for pending SKUs whose retry time has come while no
+    # new change wakes it (a change wakes it at once).
     sweep_interval_s: PositiveFloat = 1.0
+    # Pending SKUs the projection takes per pass (oldest change first): a smaller pass
+    # reaches a fresh change sooner when the call budget is tight.
+    push_batch_skus: int = Field(default=200, ge=1, le=1000)
     push_lease_s: PositiveFloat = 60.0
 
 
@@ -212,7 +219,8 @@ class RuntimeSettings(_Group):
     # After SIGTERM, stop fetching and finish the batch in hand within this time; keep it
     # below the pod's terminationGracePeriodSeconds.
     shutdown_timeout_s: PositiveFloat = 25.0
-    # Readiness fails when no batch or sweep completed for this long (a wedged loop).
+    # Readiness fails when the ingest loop has not come round for this long (wedged); the
+    # projection reports its own stall in the readiness body.
     stall_timeout_s: PositiveFloat = 120.0
 
 

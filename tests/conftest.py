@@ -16,8 +16,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from connector.embedded import EmbeddedBroker, EmbeddedRedis
-from connector.kafka_io import ensure_topics
+from connector.demo.embedded import EmbeddedBroker, EmbeddedRedis
+from connector.kafka import ensure_topics
 from connector.keys import Keys
 from connector.sandbox.server import SandboxConfig, SandboxServer
 from connector.settings import KafkaSettings, TaobaoSettings
@@ -113,7 +113,7 @@ def broker() -> Iterator[str]:
 def new_kafka_settings(bootstrap: str) -> KafkaSettings:
     """Settings with a fresh consumer group and fresh topics (created) on ``bootstrap``."""
     suffix = uuid.uuid4().hex[:12]
-    names = ("orders", "warehouse", "results", "alerts", "dead_letter")
+    names = ("orders", "warehouse", "results", "alerts", "dead_letter", "pushes")
     settings = KafkaSettings.model_validate(
         {
             "bootstrap_servers": bootstrap,
@@ -129,7 +129,12 @@ def new_kafka_settings(bootstrap: str) -> KafkaSettings:
 
 def create_topics(settings: KafkaSettings) -> None:
     ensure_topics(settings, [settings.orders_topic, settings.warehouse_topic], partitions=3)
-    outputs = [settings.results_topic, settings.alerts_topic, settings.dead_letter_topic]
+    outputs = [
+        settings.results_topic,
+        settings.alerts_topic,
+        settings.dead_letter_topic,
+        settings.pushes_topic,
+    ]
     ensure_topics(settings, outputs, partitions=1)
 
 

@@ -6,16 +6,15 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 from opentelemetry.trace import Tracer
 
-from connector.app import Connector
-from connector.codec import AvroCodec
-from connector.events import (
+from connector.contracts.codec import AvroCodec
+from connector.contracts.events import (
     OrderEvent,
     OrderLine,
     OrderType,
@@ -23,10 +22,14 @@ from connector.events import (
     WarehouseEvent,
     WarehouseType,
 )
-from connector.kafka_io import EventProducer, Inbound, Outbound
-from connector.records import StockAlert, SyncResult
+from connector.contracts.records import StockAlert, StockPush, SyncResult
+from connector.kafka import EventProducer, Inbound, Outbound
+from connector.ledger.stock import reference_apply
+from connector.push.planner import target
 from connector.sandbox.server import SandboxServer
+from connector.service.app import Connector
 from connector.settings import KafkaSettings, Settings
+from tests.helpers import admin
 
 WAREHOUSE = "WH-1"
 BASE_MS = int(time.time() * 1000) - 3_600_000
@@ -66,7 +69,13 @@ class Harness:
     prefix: str = field(default_factory=lambda: f"pipe-{uuid.uuid4().hex[:10]}")
     codec: AvroCodec = field(default_factory=AvroCodec)
 
-    def settings(self, *, kafka: KafkaSettings | None = None, **sync: Any) -> Settings:
+    def settings(
+        self,
+        *,
+        kafka: KafkaSettings | None = None,
+        taobao: dict[str, Any] | None = None,
+        **sync: Any,
+    ) -> Settings:
         config = self.sandbox.config
         return Settings.model_validate(
             {
@@ -83,6 +92,7 @@ class Harness:
                     "deadline_s": 10.0,
                     "backoff_base_s": 0.01,
                     "backoff_max_s": 0.1,
+                    **(taobao or {}),
                 },
                 "redis": {"url": self.redis_url, "key_prefix": self.prefix},
                 "kafka": (kafka or self.kafka).model_copy(update={"batch_wait_ms": 50}),
@@ -92,10 +102,16 @@ class Harness:
 
     @contextlib.asynccontextmanager
     async def running(
-        self, *, tracer: Tracer | None = None, kafka: KafkaSettings | None = None, **sync: Any
+        self,
+        *,
+        tracer: Tracer | None = None,
+        kafka: KafkaSettings | None = None,
+        taobao: dict[str, Any] | None = None,
+        **sync: Any,
     ) -> AsyncIterator[Connector]:
         """A connector consuming in the background; stopped (finishing its batch) on exit."""
-        connector = await Connector.start(self.settings(kafka=kafka, **sync), tracer=tracer)
+        settings = self.settings(kafka=kafka, taobao=taobao, **sync)
+        connector = await Connector.start(settings, tracer=tracer)
         stop = asyncio.Event()
         task = asyncio.create_task(connector.run(stop))
         try:
@@ -149,6 +165,10 @@ class Harness:
         messages = await self.read(self.kafka.alerts_topic, expected, **kw)
         return [self.codec.decode_alert(m.value or b"") for m in messages]
 
+    async def pushes(self, expected: int = 0, **kw: Any) -> list[StockPush]:
+        messages = await self.read(self.kafka.pushes_topic, expected, **kw)
+        return [self.codec.decode_push(m.value or b"") for m in messages]
+
 
 def _read(
     bootstrap: str, topic: str, expected: int, timeout_s: float, settle: bool
@@ -192,3 +212,33 @@ async def wait_for(predicate: Callable[[], Any], *, timeout_s: float = 30, what:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what or predicate}")
+
+
+def taobao_quantities(sandbox: SandboxServer) -> dict[str, int]:
+    view: dict[str, int] = {}
+    for item in admin(sandbox, "GET", "/sandbox/state")["items"]:
+        for sku in item.get("skus") or []:
+            view[sku["outer_id"]] = sku["quantity"]
+        if not item.get("skus"):
+            view[item["outer_id"]] = item["num"]
+    return view
+
+
+def shelf(sandbox: SandboxServer, num_iid: int) -> str:
+    items = admin(sandbox, "GET", "/sandbox/state")["items"]
+    return str(next(i["approve_status"] for i in items if i["num_iid"] == num_iid))
+
+
+def expected_targets(events: Iterable[StockEvent], codes: Iterable[str]) -> dict[str, int]:
+    state = reference_apply(events, default_warehouse="DEFAULT")
+    return {code: target(state.available(code), 0) for code in codes}
+
+
+async def converged(harness: Harness, events: list[StockEvent], codes: list[str]) -> None:
+    want = expected_targets(events, codes)
+
+    def matches() -> bool:
+        shown = taobao_quantities(harness.sandbox)
+        return all(shown[c] == want[c] for c in codes)
+
+    await wait_for(matches, what=f"Taobao to show {want}")

@@ -1,42 +1,10 @@
-"""The sandbox's shop: items, SKUs and warehouse records, and the platform's stock rules.
+"""The sandbox's shop and the platform's stock and listing rules: the :class:`Catalog`.
 
 Pure code, no I/O and no hidden clock: every operation that changes something takes ``now``.
 Each operation validates everything first and only then writes, so a rejected call
-(a :class:`TopFault`) leaves the catalog exactly as it was.
-
-Catalog JSON format (``--catalog FILE``; the built-in one is ``demo_catalog.json``)::
-
-    {
-      "items": [
-        {
-          "num_iid": 600000000001,          # JSON number (ids exceed 2^32), required
-          "title": "Cotton T-shirt",         # required
-          "outer_id": "TSHIRT",              # item merchant code, optional (null)
-          "price": "99.00",                  # string, 2 decimals, default "0.00"
-          "approve_status": "onsale",        # "onsale" (default) | "instock"
-          "lock": null,                      # null | "presale" | "campaign"
-          "num": 10,                         # stock of an item WITHOUT skus (ignored with skus)
-          "list_time": "2024-01-01 10:00:00",    # China time, optional
-          "delist_time": null,                   # China time, optional
-          "modified": "2024-01-01 10:00:00",     # China time, optional (default: list_time
-                                                 # or 2024-01-01 00:00:00)
-          "sold_quantity": 0,                # optional, only used by order_by
-          "skus": [                          # optional; with skus, num = sum of quantities
-            {"sku_id": 700000000001, "outer_id": "TSHIRT-RED-M", "quantity": 5,
-             "properties": "1627207:28326;20509:28315",
-             "properties_name": "1627207:28326:颜色:红色;20509:28315:尺码:M",
-             "price": "99.00", "modified": "2024-01-01 10:00:00"}
-          ]
-        }
-      ],
-      "sc_items": [                          # optional, for taobao.inventory.query
-        {"sc_item_id": 800000000001, "sc_item_code": "TSHIRT-RED-M", "store_code": "WH-SH",
-         "inventory_type": 1, "quantity": 40, "occupy_quantity": 2, "reserve_quantity": 0}
-      ]
-    }
-
-(The ``#`` comments are for this description only; JSON has none.) Ids must be unique:
-``num_iid`` across items and ``sku_id`` across all SKUs. Merchant codes may repeat.
+(a :class:`~connector.sandbox.model.TopFault`) leaves the catalog exactly as it was. The
+records it holds are in :mod:`connector.sandbox.model`; the catalog JSON format
+(``--catalog FILE``) is described in :mod:`connector.sandbox.catalog_format`.
 
 Stock rules (reference §3, with the sandbox's choices where the platform is UNCONFIRMED):
 
@@ -61,54 +29,24 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, cast
 
-from connector.taobao.protocol import format_timestamp, parse_timestamp
-
-__all__ = [
-    "BANNERS",
-    "ORDER_FIELDS",
-    "ApproveStatus",
-    "Banner",
-    "Catalog",
-    "CatalogError",
-    "Item",
-    "Lock",
-    "ScInventory",
-    "Sku",
-    "TopFault",
-    "UpdateType",
-    "ZeroOnsale",
-    "item_to_json",
-    "load_catalog",
-    "parse_catalog_text",
-    "sku_to_json",
-]
-
-ApproveStatus = Literal["onsale", "instock"]
-Lock = Literal["presale", "campaign"]
-ZeroOnsale = Literal["reject", "auto_delist"]
-UpdateType = Literal[1, 2]
-Banner = Literal[
-    "regular_shelved",
-    "never_on_shelf",
-    "off_shelf",
-    "for_shelved",
-    "sold_out",
-    "violation_off_shelf",
-]
-BANNERS: Final[tuple[Banner, ...]] = (
-    "regular_shelved",
-    "never_on_shelf",
-    "off_shelf",
-    "for_shelved",
-    "sold_out",
-    "violation_off_shelf",
+from connector.sandbox.catalog_format import parse_document
+from connector.sandbox.model import (
+    ApproveStatus,
+    Banner,
+    CatalogError,
+    Item,
+    Lock,
+    ScInventory,
+    Sku,
+    TopFault,
+    UpdateType,
+    ZeroOnsale,
 )
-ORDER_FIELDS: Final = frozenset({"list_time", "delist_time", "num", "modified", "sold_quantity"})
+
+__all__ = ["Catalog", "load_catalog", "parse_catalog_text"]
 
 _REMOTE_ERROR: Final = 15
 _TICK: Final = timedelta(microseconds=1)
-_DEFAULT_TIME: Final = parse_timestamp("2024-01-01 00:00:00")
-_INVENTORY_TYPE_NAMES: Final[Mapping[int, str]] = {1: "正常", 2: "损坏", 3: "冻结", 10: "质押"}
 
 # Platform sub codes (reference §3.1, §3.3).
 _ITEM_NOT_EXIST: Final = "isv.item-not-exist:invalid-numIid-or-iid"
@@ -122,23 +60,6 @@ _CAMPAIGN_FULL: Final = "isv.item-is-campaign:full-update-forbidden"
 _CAMPAIGN_DECREASE: Final = "isv.item-is-campaign:only-increase-allowed"
 
 
-class TopFault(Exception):
-    """A TOP error answer: ``code``/``msg`` plus the optional ``sub_code``/``sub_msg``."""
-
-    def __init__(
-        self, code: int, msg: str, sub_code: str | None = None, sub_msg: str | None = None
-    ) -> None:
-        super().__init__(f"{code} {msg}: {sub_code or ''} {sub_msg or ''}".strip())
-        self.code = code
-        self.msg = msg
-        self.sub_code = sub_code
-        self.sub_msg = sub_msg
-
-
-class CatalogError(ValueError):
-    """A catalog document that cannot be loaded; the message names what to fix."""
-
-
 def _business(sub_code: str, sub_msg: str) -> TopFault:
     return TopFault(_REMOTE_ERROR, "Remote service error", sub_code, sub_msg)
 
@@ -147,53 +68,6 @@ def _advance(previous: datetime, now: datetime) -> datetime:
     # TOP shows seconds only, but in memory ``modified`` must move on every write so that
     # "changed since" comparisons never miss two writes within one clock tick.
     return now if now > previous else previous + _TICK
-
-
-@dataclass
-class Sku:
-    sku_id: int
-    outer_id: str | None
-    quantity: int
-    properties: str
-    modified: datetime
-    properties_name: str = ""
-    price: str | None = None
-
-
-@dataclass
-class Item:
-    num_iid: int
-    title: str
-    outer_id: str | None
-    num: int
-    approve_status: ApproveStatus
-    lock: Lock | None
-    list_time: datetime | None
-    delist_time: datetime | None
-    modified: datetime
-    skus: list[Sku]
-    price: str
-    sold_quantity: int = 0
-
-    def sku(self, sku_id: int) -> Sku | None:
-        return next((s for s in self.skus if s.sku_id == sku_id), None)
-
-
-@dataclass(frozen=True)
-class ScInventory:
-    """One ``item_inventorys`` record of ``taobao.inventory.query`` (back-end warehouse stock)."""
-
-    sc_item_id: int
-    sc_item_code: str
-    store_code: str
-    inventory_type: int
-    quantity: int
-    occupy_quantity: int = 0
-    reserve_quantity: int = 0
-
-    @property
-    def inventory_type_name(self) -> str:
-        return _INVENTORY_TYPE_NAMES.get(self.inventory_type, "自定义")
 
 
 @dataclass
@@ -484,164 +358,13 @@ def _order_key(item: Item, order_by: str) -> tuple[int, float]:
     return (1, float(value))
 
 
-# ---------------------------------------------------------------------- JSON views
-
-
-def _fmt(moment: datetime | None) -> str | None:
-    return None if moment is None else format_timestamp(moment)
-
-
-def sku_to_json(item: Item, sku: Sku) -> dict[str, Any]:
-    """Every field of a SKU as TOP renders it (numbers for ids, strings for prices/times)."""
-    return {
-        "sku_id": sku.sku_id,
-        "num_iid": item.num_iid,
-        "iid": str(item.num_iid),
-        "outer_id": sku.outer_id or "",
-        "quantity": sku.quantity,
-        "with_hold_quantity": 0,
-        "properties": sku.properties,
-        "properties_name": sku.properties_name,
-        "price": sku.price or item.price,
-        "modified": format_timestamp(sku.modified),
-        "status": "normal",
-    }
-
-
-def item_to_json(item: Item) -> dict[str, Any]:
-    """Every field of an item, SKUs included, without TOP list wrapping."""
-    view: dict[str, Any] = {
-        "num_iid": item.num_iid,
-        "iid": str(item.num_iid),
-        "title": item.title,
-        "nick": "sandbox_b_01",
-        "type": "fixed",
-        "outer_id": item.outer_id or "",
-        "num": item.num,
-        "price": item.price,
-        "approve_status": item.approve_status,
-        "lock": item.lock,
-        "list_time": _fmt(item.list_time),
-        "delist_time": _fmt(item.delist_time),
-        "modified": format_timestamp(item.modified),
-        "sold_quantity": item.sold_quantity,
-        "with_hold_quantity": 0,
-        "sub_stock": 0,
-        "skus": [sku_to_json(item, s) for s in item.skus],
-    }
-    return view
-
-
 # ---------------------------------------------------------------------- loading
 
 
 def load_catalog(document: Mapping[str, Any]) -> Catalog:
     """Build a catalog from its JSON document; :class:`CatalogError` names the bad entry."""
-    if not isinstance(document, Mapping) or not isinstance(document.get("items"), list):
-        raise CatalogError('the catalog must be a JSON object with an "items" list')
-    items: dict[int, Item] = {}
-    sku_ids: set[int] = set()
-    for index, raw in enumerate(document["items"]):
-        where = f"items[{index}]"
-        item = _load_item(raw, where)
-        if item.num_iid in items:
-            raise CatalogError(f"{where}: duplicate num_iid {item.num_iid}")
-        for sku in item.skus:
-            if sku.sku_id in sku_ids:
-                raise CatalogError(f"{where}: duplicate sku_id {sku.sku_id}")
-            sku_ids.add(sku.sku_id)
-        items[item.num_iid] = item
-    raw_sc = document.get("sc_items", [])
-    if not isinstance(raw_sc, list):
-        raise CatalogError('"sc_items" must be a list')
-    sc_items = [_load_sc(raw, f"sc_items[{i}]") for i, raw in enumerate(raw_sc)]
+    items, sc_items = parse_document(document)
     return Catalog(items=items, sc_items=sc_items)
-
-
-def _load_item(raw: Any, where: str) -> Item:
-    if not isinstance(raw, Mapping):
-        raise CatalogError(f"{where}: must be an object")
-    status = raw.get("approve_status", "onsale")
-    if status not in ("onsale", "instock"):
-        raise CatalogError(f'{where}.approve_status: expected "onsale" or "instock"')
-    lock = raw.get("lock")
-    if lock not in (None, "presale", "campaign"):
-        raise CatalogError(f'{where}.lock: expected null, "presale" or "campaign"')
-    list_time = _time(raw.get("list_time"), f"{where}.list_time")
-    modified = _time(raw.get("modified"), f"{where}.modified") or list_time or _DEFAULT_TIME
-    raw_skus = raw.get("skus") or []
-    if not isinstance(raw_skus, list):
-        raise CatalogError(f"{where}.skus: must be a list")
-    skus = [_load_sku(s, f"{where}.skus[{j}]", modified) for j, s in enumerate(raw_skus)]
-    num = sum(s.quantity for s in skus) if skus else _int(raw.get("num", 0), f"{where}.num")
-    return Item(
-        num_iid=_int(raw.get("num_iid"), f"{where}.num_iid", minimum=1),
-        title=_str(raw.get("title"), f"{where}.title"),
-        outer_id=_opt_str(raw.get("outer_id"), f"{where}.outer_id"),
-        num=num,
-        approve_status=cast(ApproveStatus, status),
-        lock=cast("Lock | None", lock),
-        list_time=list_time,
-        delist_time=_time(raw.get("delist_time"), f"{where}.delist_time"),
-        modified=modified,
-        skus=skus,
-        price=_str(raw.get("price", "0.00"), f"{where}.price"),
-        sold_quantity=_int(raw.get("sold_quantity", 0), f"{where}.sold_quantity"),
-    )
-
-
-def _load_sku(raw: Any, where: str, default_modified: datetime) -> Sku:
-    if not isinstance(raw, Mapping):
-        raise CatalogError(f"{where}: must be an object")
-    price = raw.get("price")
-    return Sku(
-        sku_id=_int(raw.get("sku_id"), f"{where}.sku_id", minimum=1),
-        outer_id=_opt_str(raw.get("outer_id"), f"{where}.outer_id"),
-        quantity=_int(raw.get("quantity", 0), f"{where}.quantity"),
-        properties=_str(raw.get("properties", ""), f"{where}.properties"),
-        modified=_time(raw.get("modified"), f"{where}.modified") or default_modified,
-        properties_name=_str(raw.get("properties_name", ""), f"{where}.properties_name"),
-        price=None if price is None else _str(price, f"{where}.price"),
-    )
-
-
-def _load_sc(raw: Any, where: str) -> ScInventory:
-    if not isinstance(raw, Mapping):
-        raise CatalogError(f"{where}: must be an object")
-    return ScInventory(
-        sc_item_id=_int(raw.get("sc_item_id"), f"{where}.sc_item_id", minimum=1),
-        sc_item_code=_str(raw.get("sc_item_code", ""), f"{where}.sc_item_code"),
-        store_code=_str(raw.get("store_code", ""), f"{where}.store_code"),
-        inventory_type=_int(raw.get("inventory_type", 1), f"{where}.inventory_type"),
-        quantity=_int(raw.get("quantity", 0), f"{where}.quantity"),
-        occupy_quantity=_int(raw.get("occupy_quantity", 0), f"{where}.occupy_quantity"),
-        reserve_quantity=_int(raw.get("reserve_quantity", 0), f"{where}.reserve_quantity"),
-    )
-
-
-def _int(value: Any, where: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise CatalogError(f"{where}: expected an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _str(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise CatalogError(f"{where}: expected a string, got {value!r}")
-    return value
-
-
-def _opt_str(value: Any, where: str) -> str | None:
-    return None if value is None or value == "" else _str(value, where)
-
-
-def _time(value: Any, where: str) -> datetime | None:
-    if value is None or value == "":
-        return None
-    try:
-        return parse_timestamp(_str(value, where))
-    except ValueError:
-        raise CatalogError(f'{where}: expected "yyyy-MM-dd HH:mm:ss", got {value!r}') from None
 
 
 def parse_catalog_text(text: str) -> Catalog:

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from connector.sandbox.catalog import CatalogError
 from connector.sandbox.faults import FaultConfig
-from connector.sandbox.gateway import load_configured_catalog
+from connector.sandbox.model import CatalogError
 from connector.sandbox.server import SandboxConfig, SandboxEndpoints, run_forever
+from connector.sandbox.state import load_configured_catalog
 
 __all__ = ["build_parser", "config_from_args", "main"]
 

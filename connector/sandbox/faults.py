@@ -229,8 +229,9 @@ class _Bucket:
 class CallLimiter:
     """Per-app-key token bucket (``qps`` refill, burst ``max(1, qps)``) with bans.
 
-    A call over the budget bans the app for ``ban_s`` seconds; the calls during a ban are
-    refused without spending tokens. ``now`` is a monotonic time in seconds.
+    A call over the budget bans the app for ``ban_s`` seconds; :meth:`ban` also starts one of
+    any length. The calls during a ban are refused without spending tokens. ``now`` is a
+    monotonic time in seconds.
     """
 
     def __init__(self, qps: float | None, ban_s: int) -> None:
@@ -253,11 +254,21 @@ class CallLimiter:
             return None
         return self.ban(app_key, now)
 
-    def ban(self, app_key: str, now: float) -> int:
-        """Start (or extend) a ban of ``ban_s`` seconds; returns its length in seconds."""
+    def ban(self, app_key: str, now: float, seconds: float | None = None) -> int:
+        """Start (or extend) a ban of ``seconds`` (default ``ban_s``) from ``now``.
+
+        A ban already running longer is left as it is. Returns the remaining ban in whole
+        seconds (≥ 1), the number the ban message shows.
+        """
         bucket = self._bucket(app_key, now)
-        bucket.banned_until = max(bucket.banned_until, now + self._ban_s)
+        length = self._ban_s if seconds is None else seconds
+        bucket.banned_until = max(bucket.banned_until, now + length)
         return _remaining(bucket.banned_until, now)
+
+    def ban_left(self, app_key: str, now: float) -> float:
+        """Seconds left of ``app_key``'s ban (0.0 when it is not banned)."""
+        bucket = self._buckets.get(app_key)
+        return 0.0 if bucket is None else max(0.0, bucket.banned_until - now)
 
     def bans(self, now: float) -> dict[str, float]:
         """Active bans: app key -> seconds left."""

@@ -19,9 +19,10 @@ from typing import Final
 
 from aiohttp import web
 
-from connector.sandbox.catalog import ZeroOnsale
 from connector.sandbox.faults import FaultConfig
-from connector.sandbox.gateway import SandboxState, build_app
+from connector.sandbox.gateway import build_app
+from connector.sandbox.model import ZeroOnsale
+from connector.sandbox.state import SandboxState
 
 __all__ = ["SandboxConfig", "SandboxEndpoints", "SandboxServer", "run_forever", "serve"]
 

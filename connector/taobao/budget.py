@@ -59,6 +59,10 @@ class CallBudget(Protocol):
         """Record a platform ban so that every replica stops calling until it ends."""
         ...
 
+    async def ban_remaining_s(self) -> float:
+        """Seconds left of the platform ban in force (0 when there is none)."""
+        ...
+
 
 def _limited(method: str, reason: str, wait_ms: float) -> TaobaoCallLimited:
     return TaobaoCallLimited(reason, retry_after_s=wait_ms / 1000.0, method=method)
@@ -124,6 +128,13 @@ class RedisCallBudget:
         except RedisError as exc:
             raise DependencyError(f"Redis unreachable for the Taobao call budget: {exc}") from exc
 
+    async def ban_remaining_s(self) -> float:
+        try:
+            ms = await self._redis.pttl(self._keys.call_ban(self._app_key))
+        except RedisError as exc:
+            raise DependencyError(f"Redis unreachable for the Taobao call budget: {exc}") from exc
+        return max(0, int(ms)) / 1000.0  # -2: no ban, -1: no expiry (never written so)
+
 
 class LocalCallBudget:
     """The same policy for one process, without Redis (tests, a single local run)."""
@@ -166,3 +177,6 @@ class LocalCallBudget:
 
     async def ban(self, seconds: float) -> None:
         self._banned_until = max(self._banned_until, self._clock() + seconds)
+
+    async def ban_remaining_s(self) -> float:
+        return max(0.0, self._banned_until - self._clock())

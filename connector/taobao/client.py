@@ -99,6 +99,7 @@ class CallRecord:
     sku_ids: tuple[int, ...]
     request_id: str | None
     outcome: str  # "ok" or the error class name
+    attempts: int = 1  # HTTP requests sent, retries included (0: refused before sending)
 
 
 _JOURNAL: ContextVar[list[CallRecord] | None] = ContextVar("taobao_call_journal", default=None)
@@ -122,15 +123,15 @@ def _sku_ids(params: Mapping[str, str]) -> tuple[int, ...]:
     return tuple(int(pair.split(":")[0]) for pair in pairs.split(";") if pair)
 
 
-def _journal(method: str, params: Mapping[str, str], request_id: str | None, outcome: str) -> None:
+def _journal(
+    method: str, params: Mapping[str, str], request_id: str | None, outcome: str, attempts: int
+) -> None:
     journal = _JOURNAL.get()
     if journal is not None:
         num_iid = params.get("num_iid")
-        journal.append(
-            CallRecord(
-                method, int(num_iid) if num_iid else None, _sku_ids(params), request_id, outcome
-            )
-        )
+        sku_ids = _sku_ids(params)
+        iid = int(num_iid) if num_iid else None
+        journal.append(CallRecord(method, iid, sku_ids, request_id, outcome, attempts))
 
 
 def build_http_client(
@@ -217,6 +218,10 @@ class TopClient:
         # Held for a while, then forgotten: with no calls to prove otherwise, another
         # replica may have refreshed the token meanwhile; the next call will tell.
         return message if self._clock() - at < AUTH_FAILURE_HOLD_S else None
+
+    async def ban_remaining_s(self) -> float:
+        """Seconds left of the platform ban shared by every replica (0: none)."""
+        return await self._budget.ban_remaining_s()
 
     def session_usable(self) -> bool:
         """A token is at hand and no recent call was refused for the session or the
@@ -466,22 +471,23 @@ class TopClient:
         with self._tracer.start_as_current_span(
             f"taobao {method}", kind=SpanKind.CLIENT, attributes={"taobao.method": method}
         ) as span:
+            sent = [0]  # HTTP requests, counted by the policy loop
             try:
                 body = await self._call_with_policy(
-                    method, api_params, idempotent, needs_session, span
+                    method, api_params, idempotent, needs_session, span, sent
                 )
             except TaobaoError as exc:
                 if isinstance(exc, TaobaoSessionError | TaobaoAuthError):
                     self._auth_failure = (str(exc), self._clock())
                 self._metrics.calls.add(1, {"method": method, "outcome": type(exc).__name__})
                 _record_error(span, exc)
-                _journal(method, api_params, exc.request_id, type(exc).__name__)
+                _journal(method, api_params, exc.request_id, type(exc).__name__, sent[0])
                 raise
             self._auth_failure = None
             self._metrics.calls.add(1, {"method": method, "outcome": "ok"})
             request_id = str(body.get("request_id", "")) or None
             span.set_attribute("taobao.request_id", request_id or "")
-            _journal(method, api_params, request_id, "ok")
+            _journal(method, api_params, request_id, "ok", sent[0])
             return body
 
     async def _call_with_policy(
@@ -491,6 +497,7 @@ class TopClient:
         idempotent: bool,
         needs_session: bool,
         span: Span,
+        sent: list[int],
     ) -> Mapping[str, Any]:
         started = self._clock()
         attempt, refreshed, waited_s = 0, False, 0.0
@@ -503,6 +510,7 @@ class TopClient:
             span.set_attribute("taobao.budget_wait_s", waited_s)
             span.set_attribute("taobao.attempts", attempt)
             session = await self._tokens.current() if needs_session and self._tokens else None
+            sent[0] += 1
             try:
                 return await self._exchange(method, params, session, attempt)
             except TaobaoError as exc:

@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 from connector.errors import DependencyError, TaobaoSessionError, redact
 from connector.keys import Keys
-from connector.leases import Leases
+from connector.push.leases import Leases
 from connector.redis_client import AsyncRedis
 
 __all__ = [

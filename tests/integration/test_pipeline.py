@@ -8,7 +8,6 @@ oversell, shelf states, poison messages and tracing.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -17,17 +16,27 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from connector.events import OrderType, StockEvent, WarehouseType
-from connector.kafka_io import ensure_topics
-from connector.planner import target
-from connector.projection import PushReport
-from connector.records import AlertKind, ResultStatus, TaobaoState
+from connector.contracts.events import OrderType, WarehouseType
+from connector.contracts.records import AlertKind, ResultStatus, TaobaoState
+from connector.kafka import ensure_topics
+from connector.ledger.stock import reference_apply
+from connector.push.outcomes import PushReport
 from connector.sandbox.server import SandboxServer
 from connector.settings import KafkaSettings
-from connector.stock import reference_apply
 from connector.telemetry import get_tracer, inject_context
-from tests.helpers import admin, api_calls, set_faults
-from tests.pipeline_harness import WAREHOUSE, Crash, Harness, count, move, order, wait_for
+from tests.helpers import api_calls, set_faults
+from tests.pipeline_harness import (
+    WAREHOUSE,
+    Crash,
+    Harness,
+    converged,
+    count,
+    move,
+    order,
+    shelf,
+    taobao_quantities,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -44,36 +53,6 @@ C, X, S = OrderType.CREATED, OrderType.CANCELLED, OrderType.SHIPPED
 @pytest.fixture
 def harness(kafka_settings: KafkaSettings, sandbox: SandboxServer, redis_url: str) -> Harness:
     return Harness(kafka_settings, sandbox, redis_url)
-
-
-def taobao_quantities(sandbox: SandboxServer) -> dict[str, int]:
-    view: dict[str, int] = {}
-    for item in admin(sandbox, "GET", "/sandbox/state")["items"]:
-        for sku in item.get("skus") or []:
-            view[sku["outer_id"]] = sku["quantity"]
-        if not item.get("skus"):
-            view[item["outer_id"]] = item["num"]
-    return view
-
-
-def shelf(sandbox: SandboxServer, num_iid: int) -> str:
-    items = admin(sandbox, "GET", "/sandbox/state")["items"]
-    return str(next(i["approve_status"] for i in items if i["num_iid"] == num_iid))
-
-
-def expected_targets(events: Iterable[StockEvent], codes: Iterable[str]) -> dict[str, int]:
-    state = reference_apply(events, default_warehouse="DEFAULT")
-    return {code: target(state.available(code), 0) for code in codes}
-
-
-async def converged(harness: Harness, events: list[StockEvent], codes: list[str]) -> None:
-    want = expected_targets(events, codes)
-
-    def matches() -> bool:
-        shown = taobao_quantities(harness.sandbox)
-        return all(shown[c] == want[c] for c in codes)
-
-    await wait_for(matches, what=f"Taobao to show {want}")
 
 
 OPENING = [
@@ -295,12 +274,15 @@ async def test_oversell_is_alerted_and_taobao_never_goes_below_zero(
     oversold = [line for line in lines if line.available < 0]
     assert [line.available for line in oversold] == [-1]
     assert all(line.taobao_quantity is None or line.taobao_quantity >= 0 for line in lines)
-    assert oversold[0].taobao_quantity in (None, 0)
+    assert oversold[0].taobao_target == 0  # never below zero, whatever the ledger says
     assert min(line.available for line in lines) == -1
     kinds = Counter(a.kind for a in alerts)
     assert kinds[AlertKind.OVERSELL] == 1
     assert AlertKind.OUT_OF_STOCK_DELISTED in kinds
     assert taobao_quantities(sandbox)["MUG-WHITE"] == 0
+    sent = [s.quantity for p in await harness.pushes(1) for s in p.skus if s.sku == "MUG-WHITE"]
+    assert all(q is None or q >= 0 for q in sent)
+    assert sent[-1] == 0
 
 
 async def test_zero_delists_restock_relists_and_a_hand_delisted_item_stays_down(
@@ -314,9 +296,19 @@ async def test_zero_delists_restock_relists_and_a_hand_delisted_item_stays_down(
         await wait_for(lambda: shelf(sandbox, MUG) == "onsale", what="relisting on restock")
         results = await harness.results(3)
 
+        pushes = await harness.pushes(3)
+
     assert taobao_quantities(sandbox)["MUG-WHITE"] == 7
     notebook = next(r for r in results if r.event_id.startswith("count-NOTEBOOK")).skus[0]
-    assert notebook.taobao_state == TaobaoState.HAND_DELISTED
+    # Ingest does not wait for Taobao: the result says what Taobao must reach.
+    assert (notebook.taobao_state, notebook.taobao_target) == (TaobaoState.PENDING, 9)
+    (pushed,) = [p for p in pushes if p.num_iid == NOTEBOOK]
+    assert pushed.outcome is TaobaoState.HAND_DELISTED
+    assert pushed.shelf == ("HAND_DELISTED",)
+    assert [(s.sku, s.quantity, s.confirmed) for s in pushed.skus] == [("NOTEBOOK-A5", 9, True)]
+    mug = [p.shelf for p in pushes if p.num_iid == MUG]
+    assert ("DELISTED",) in mug
+    assert ("RELISTED",) in mug
     assert shelf(sandbox, NOTEBOOK) == "instock"  # never relisted
     assert taobao_quantities(sandbox)["NOTEBOOK-A5"] == 9  # but its stock is right
 
@@ -329,16 +321,16 @@ async def test_a_code_not_on_taobao_updates_the_ledger_and_says_unmapped(
 
     async with harness.running() as connector:
         first = (await harness.results(1))[0]
+        alerts = await harness.alerts(1)  # the projection looked the code up
         harness.produce([event])  # redelivered: no push, the cached mapping still answers
         second = (await harness.results(2))[1]
-        alerts = await harness.alerts(1)
         stock = (await connector.ledger.stock(["SOCKS-GREY"]))["SOCKS-GREY"]
 
     assert stock.available == 40
-    assert (first.status, first.skus[0].taobao_state) == (
-        ResultStatus.UNMAPPED,
-        TaobaoState.UNMAPPED,
-    )
+    # The first result comes before the projection looked the code up: it is pending.
+    assert first.status is ResultStatus.APPLIED
+    assert first.skus[0].taobao_state is TaobaoState.PENDING
+    # The redelivery comes after it: the cached mapping says the code is not on Taobao.
     assert (second.status, second.skus[0].taobao_state) == (
         ResultStatus.DUPLICATE,
         TaobaoState.UNMAPPED,

@@ -1,0 +1,260 @@
+"""The batch consumer: a group member that commits only what it is told (see the package
+docstring for the delivery and rebalance rules)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from connector.errors import BrokerRefused, redact
+from connector.kafka.config import (
+    ASSIGNMENT_STRATEGY,
+    CONSUMER_PINNED,
+    PERMANENT,
+    REBALANCE_CODES,
+    Inbound,
+    PartitionKey,
+    PartitionsCallback,
+    kafka_error,
+    log,
+    log_client_error,
+    partition_keys,
+    refused,
+    secrets_of,
+    to_inbound,
+    translate,
+    with_pinned,
+)
+from connector.settings import KafkaSettings
+
+__all__ = ["EventConsumer"]
+
+
+class EventConsumer:
+    """A group member reading ``topics`` in batches and committing only what it is told."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topics: Sequence[str],
+        *,
+        on_revoke: PartitionsCallback | None = None,
+        on_assign: PartitionsCallback | None = None,
+    ) -> None:
+        self._settings = settings
+        self._topics = list(topics)
+        self._user_on_revoke = on_revoke
+        self._user_on_assign = on_assign
+        defaults = {
+            "group.id": settings.group_id,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": settings.session_timeout_ms,
+            # A member learns of a rebalance only on its next heartbeat: keep it short so
+            # the others wait less. Kafka asks for at most a third of the session timeout.
+            "heartbeat.interval.ms": max(100, min(3_000, settings.session_timeout_ms // 6)),
+            "partition.assignment.strategy": ASSIGNMENT_STRATEGY,
+        }
+        self._config = with_pinned(settings, defaults, CONSUMER_PINNED)
+        strategy = str(self._config["partition.assignment.strategy"])
+        self._cooperative = "cooperative" in strategy
+        self._consumer: Consumer | None = None
+        self._closed = False
+        self._assigned: set[PartitionKey] = set()
+        self._revoked_in_poll: set[PartitionKey] = set()
+        self._committed: dict[PartitionKey, int] = {}
+        self._paused = False
+        self._fatal: KafkaError | None = None
+
+    def start(self) -> EventConsumer:
+        """Create the client and subscribe; the group join itself happens while polling."""
+        if self._consumer is not None:
+            return self
+        config = {**self._config, "error_cb": self._on_error}
+        try:
+            consumer = Consumer(config)
+            consumer.subscribe(self._topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+        except KafkaException as exc:
+            raise translate(self._settings, "starting the consumer", exc) from exc
+        self._consumer = consumer
+        return self
+
+    subscribe = start
+
+    def poll_batch(self, max_events: int, timeout_s: float) -> list[Inbound]:
+        """Up to ``max_events`` messages, waiting at most ``timeout_s`` for the first ones."""
+        consumer = self._started()
+        self._revoked_in_poll.clear()
+        try:
+            messages = consumer.consume(num_messages=max_events, timeout=timeout_s)
+        except KafkaException as exc:
+            raise translate(self._settings, "consuming", exc) from exc
+        self._raise_if_fatal()
+        batch: list[Inbound] = []
+        rewind: dict[PartitionKey, int] = {}
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._on_message_error(error)
+                continue
+            event = to_inbound(message)
+            key = (event.topic, event.partition)
+            if key in self._revoked_in_poll or key not in self._assigned:
+                if key in self._assigned:  # revoked and assigned back within this call
+                    rewind[key] = min(rewind.get(key, event.offset), event.offset)
+                continue
+            batch.append(event)
+        self._rewind(consumer, rewind)
+        return batch
+
+    def commit(self, batch: Sequence[Inbound]) -> None:
+        """Commit, synchronously, the offset after each partition's last message in ``batch``."""
+        offsets: dict[PartitionKey, int] = {}
+        for event in batch:
+            key = (event.topic, event.partition)
+            offsets[key] = max(offsets.get(key, 0), event.offset + 1)
+        # A revoked partition belongs to another member now; committing it could move that
+        # member's position.
+        owned = {key: offset for key, offset in offsets.items() if key in self._assigned}
+        if not owned:
+            return
+        consumer = self._started()
+        partitions = [TopicPartition(t, p, o) for (t, p), o in sorted(owned.items())]
+        try:
+            result = consumer.commit(offsets=partitions, asynchronous=False)
+        except KafkaException as exc:
+            self._on_commit_error(exc)
+            return
+        refused = [tp for tp in result or () if tp.error is not None]
+        if refused:
+            self._on_commit_error(KafkaException(refused[0].error))
+            return
+        self._committed.update(owned)
+
+    def pause_all(self) -> None:
+        """Stop fetching from every assigned partition (backpressure); keep polling to stay in
+        the group."""
+        self._paused = True
+        consumer = self._started()
+        consumer.pause(consumer.assignment())
+
+    def resume_all(self) -> None:
+        self._paused = False
+        consumer = self._started()
+        consumer.resume(consumer.assignment())
+
+    def paused(self) -> bool:
+        return self._paused
+
+    def assignment(self) -> list[PartitionKey]:
+        return sorted(self._assigned)
+
+    def lag(self) -> dict[PartitionKey, int]:
+        """Messages behind the high watermark per assigned partition, from cached values.
+
+        A partition is left out until both its high watermark (known after a fetch) and this
+        member's position (after a message or a commit) are known.
+        """
+        consumer = self._started()
+        lags: dict[PartitionKey, int] = {}
+        try:
+            positions = consumer.position([TopicPartition(t, p) for t, p in self.assignment()])
+            for tp in positions:
+                key = (tp.topic, tp.partition)
+                position = tp.offset if tp.offset >= 0 else self._committed.get(key)
+                watermarks = consumer.get_watermark_offsets(tp, cached=True)
+                if position is None or watermarks is None or watermarks[1] < 0:
+                    continue
+                lags[key] = max(0, watermarks[1] - position)
+        except KafkaException as exc:
+            log.debug("lag unavailable: %s", kafka_error(exc))
+        return lags
+
+    def close(self) -> None:
+        """Leave the group at once (partitions move without waiting for the session timeout)."""
+        if self._consumer is None or self._closed:
+            return
+        self._closed = True
+        try:
+            self._consumer.close()
+        except KafkaException as exc:
+            log.warning("closing the consumer: %s", kafka_error(exc))
+
+    def __enter__(self) -> EventConsumer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _started(self) -> Consumer:
+        if self._consumer is None or self._closed:
+            raise RuntimeError("the consumer is not started (call start()) or already closed")
+        return self._consumer
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._paused:
+            # A rebalance forgets pause state; backpressure must hold for new partitions too.
+            # Assigning here (instead of after this callback) lets us pause before any fetch.
+            if self._cooperative:
+                consumer.incremental_assign(partitions)
+            else:
+                consumer.assign(partitions)
+            consumer.pause(partitions)
+        keys = partition_keys(partitions)
+        self._assigned.update(keys)
+        if self._user_on_assign is not None:
+            self._user_on_assign(keys)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = partition_keys(partitions)
+        self._assigned.difference_update(keys)
+        self._revoked_in_poll.update(keys)
+        for key in keys:
+            self._committed.pop(key, None)
+        if self._user_on_revoke is not None:
+            self._user_on_revoke(keys)
+
+    def _on_error(self, error: KafkaError) -> None:
+        # Transport errors are retried by librdkafka itself; only a fatal one ends the client.
+        if error.fatal():
+            self._fatal = error
+        log_client_error("consumer", error, self._settings)
+
+    def _on_message_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            return
+        if error.fatal():
+            self._fatal = error
+            self._raise_if_fatal()
+        if error.code() in PERMANENT:  # e.g. no read ACL on an input topic
+            raise refused(self._settings, "consuming", error)
+        log.warning("kafka consumer: %s", redact(error.str(), secrets_of(self._settings)))
+
+    def _on_commit_error(self, exc: KafkaException) -> None:
+        error = kafka_error(exc)
+        if error is not None and error.code() in REBALANCE_CODES:
+            log.warning("commit refused during a rebalance, batch will be redelivered: %s", error)
+            return
+        raise translate(self._settings, "committing offsets", exc) from exc
+
+    def _raise_if_fatal(self) -> None:
+        if self._fatal is not None:
+            raise refused(self._settings, "the consumer failed fatally", self._fatal)
+
+    def _rewind(self, consumer: Consumer, rewind: dict[PartitionKey, int]) -> None:
+        for (topic, partition), offset in rewind.items():
+            try:
+                consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                # Going on could commit past the dropped messages and skip them: stop instead,
+                # uncommitted, so the restart re-reads from the committed offset.
+                raise BrokerRefused(
+                    f"could not rewind {topic}[{partition}] to offset {offset} after a "
+                    f"rebalance ({kafka_error(exc)}): stopping so that nothing is skipped"
+                ) from exc

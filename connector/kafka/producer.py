@@ -1,0 +1,158 @@
+"""The batch producer: idempotent, and ``send`` returns only when every message is
+acknowledged by all in-sync replicas."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from connector.kafka.config import (
+    BUFFER_FULL_WAIT_S,
+    PRODUCER_DEFAULTS,
+    PRODUCER_PINNED,
+    Outbound,
+    kafka_error,
+    log,
+    log_client_error,
+    refused,
+    translate,
+    unreachable,
+    with_pinned,
+)
+from connector.settings import KafkaSettings
+
+__all__ = ["EventProducer"]
+
+
+class EventProducer:
+    """An idempotent producer whose ``send`` returns only when every message is acknowledged."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._settings = settings
+        self._fatal: KafkaError | None = None
+        config = {
+            **with_pinned(settings, PRODUCER_DEFAULTS, PRODUCER_PINNED),
+            "error_cb": self._on_error,
+        }
+        try:
+            self._producer = Producer(config)
+        except KafkaException as exc:
+            raise translate(settings, "starting the producer", exc) from exc
+        self._closed = False
+
+    def broker_reachable(self, topic: str, *, timeout_s: float = 1.0) -> bool:
+        """Whether the broker answers a metadata request for ``topic`` now.
+
+        librdkafka hides a lost broker behind reconnect attempts (polls just return
+        nothing), so readiness asks explicitly: through the producer, whose handle is
+        safe to use from any thread (the consumer is busy in its own), and for one topic
+        rather than the whole cluster's metadata.
+        """
+        try:
+            self._producer.list_topics(topic=topic, timeout=timeout_s)
+        except KafkaException:
+            return False
+        return True
+
+    def send(self, messages: Sequence[Outbound], *, timeout_s: float) -> None:
+        """Produce ``messages`` and wait for all of them; raise ``DependencyError`` if any failed
+        or ``timeout_s`` ran out (the caller must then not commit its input offsets)."""
+        if self._closed:
+            raise RuntimeError("the producer is closed")
+        deadline = time.monotonic() + timeout_s
+        failures: list[KafkaError] = []
+
+        def delivered(error: KafkaError | None, _message: Message) -> None:
+            if error is not None:
+                failures.append(error)
+
+        for message in messages:
+            self._produce(message, delivered, deadline)
+        try:
+            remaining = self._producer.flush(max(0.0, deadline - time.monotonic()))
+        except KafkaException as exc:
+            raise translate(self._settings, "producing", exc) from exc
+        self._raise_if_fatal()
+        if remaining:
+            self._drop_queued()
+            raise unreachable(
+                self._settings,
+                f"{remaining} of {len(messages)} messages unacknowledged after {timeout_s:g} s",
+                "delivery timed out",
+            )
+        if failures:
+            raise refused(
+                self._settings,
+                f"{len(failures)} of {len(messages)} messages not delivered",
+                failures[0],
+            )
+
+    def close(self) -> None:
+        """Release the client; messages still queued (after a failed send) are dropped."""
+        if self._closed:
+            return
+        self._closed = True
+        self._drop_queued(in_flight=True)
+        self._producer.close()
+
+    def __enter__(self) -> EventProducer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _produce(
+        self,
+        message: Outbound,
+        delivered: Callable[[KafkaError | None, Message], None],
+        deadline: float,
+    ) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    message.topic,
+                    value=message.value,
+                    key=message.key,
+                    headers=list(message.headers) or None,
+                    on_delivery=delivered,
+                )
+            except BufferError:
+                # The local queue is full: serve delivery reports to make room, within the deadline.
+                if time.monotonic() >= deadline:
+                    self._drop_queued()
+                    raise unreachable(
+                        self._settings, "producing", "local queue stayed full"
+                    ) from None
+                self._producer.poll(BUFFER_FULL_WAIT_S)
+            except KafkaException as exc:
+                raise translate(self._settings, f"producing to {message.topic}", exc) from exc
+            else:
+                return
+
+    def _drop_queued(self, *, in_flight: bool = False) -> None:
+        # After a failed send the caller re-sends the batch; without this the old copies
+        # would still go out later, behind the new ones.
+        try:
+            self._producer.purge(in_queue=True, in_flight=in_flight, blocking=True)
+            self._producer.poll(0)
+        except KafkaException as exc:
+            log.warning("purging the producer queue: %s", kafka_error(exc))
+
+    def _on_error(self, error: KafkaError) -> None:
+        # An idempotent producer that hits a fatal error (a sequence gap, fencing) cannot
+        # continue: the next send must fail instead of silently dropping messages.
+        if error.fatal():
+            self._fatal = error
+        log_client_error("producer", error, self._settings)
+
+    def _raise_if_fatal(self) -> None:
+        if self._fatal is not None:
+            raise refused(self._settings, "the producer failed fatally", self._fatal)

@@ -1,0 +1,362 @@
+"""The stock ledger in Redis: the source of truth Taobao is a projection of.
+
+Each event is applied by ONE call of ``ledger_apply.lua``: its de-dup keys, its stock
+arithmetic for every line, the order's line state, the movement logs, the version bump and
+the pending (outbox) entry are written together, so a crash leaves all or none of them. The
+semantics are specified by the pure model in ``connector.ledger.stock``; the two must agree for
+any arrival order and any redelivery (property test in ``tests/integration/test_ledger.py``).
+
+Redis layout (every key from ``connector.keys.Keys``):
+
+- ``sku(sku)`` hash: ``on_hand`` (total over warehouses), ``oh:<wh>`` (per warehouse),
+  ``reserved``, ``version`` (+1 on every stock change), ``pushed`` (highest version Taobao
+  confirmed), ``tb_state`` / ``tb_qty`` / ``tb_ver`` (the last push's state, the quantity
+  Taobao was told and the version it came from: what results say of Taobao),
+  ``st_at:<wh>`` / ``st_id:<wh>`` (the stocktake in force at a warehouse: occurred_at and
+  event id), ``mv_trim:<wh>`` (the movement log's horizon, see Limits).
+- ``order(order_id)`` hash: ``state:<sku>`` (reserved | cancelled | shipped),
+  ``reserved:<sku>`` (what that line holds) and ``open`` (how many lines are reserved); kept
+  while ``open`` > 0, then expires after the de-dup TTL (refreshed by each write).
+- ``seen(key)`` string = the effect name, ``!`` if it oversold, and
+  ``?<attempt>:<available>:<reserved>:<on_hand>:<version>`` (the figures right after it)
+  until the event's outputs are marked produced (``mark_reported``), with the de-dup TTL;
+  key = event id for warehouse events, ``line_key(order, sku, type)`` for order lines.
+- ``movements(sku, wh)`` sorted set: movements applied since the warehouse's last stocktake,
+  score = occurred_at, member = ``<dedupe key>|<signed delta>``.
+- ``pending`` sorted set: SKU -> push priority, lowest first. A changed SKU scores the
+  connector's clock at its first change minus ``CHANGE_AHEAD_MS`` (~35 years): due at once
+  whatever the clocks of the replicas, ahead of every retry, oldest change first. A retry
+  scores its retry time (epoch ms); 0 is a change that arrived while a push was failing.
+  ``pending_since`` sorted set: SKU -> its oldest unconfirmed change time, written when a
+  change score is replaced by a retry time (so the oldest-pending age survives retries).
+  ``sku_index`` set of SKU codes.
+
+Limits (event time, not wall-clock):
+
+- Redelivery is recognised for the de-dup TTL only; so is a closed order's state (an open
+  order's lives until it is closed).
+- Without stocktakes, a warehouse's movement log keeps at least ``movement_retention_s``
+  (default: the de-dup TTL) of movements behind the newest one, trimmed in steps of a
+  quarter of that, so at most 1.25 times as much. ``mv_trim:<wh>`` records the trim horizon;
+  a stocktake counted as of an earlier time cannot be recomputed and is rejected
+  (``stocktake_too_old``, no change). One up to ``movement_retention_s`` behind the newest
+  movement is always accepted.
+- Arrival-order independence holds within those limits, and for distinct events that
+  never share an order-line key (two *different* events for the same order, SKU and type:
+  the first to arrive wins).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Final, TypeVar
+
+from redis.exceptions import NoScriptError, RedisError
+
+from connector.contracts.events import (
+    OrderEvent,
+    StockEvent,
+    WarehouseEvent,
+    WarehouseType,
+    line_key,
+)
+from connector.errors import DependencyError
+from connector.keys import Keys
+from connector.ledger.outcomes import Effect, EventOutcome, LineOutcome, SkuStock
+from connector.ledger.stock import movement_delta
+from connector.redis_client import AsyncRedis
+
+__all__ = ["Ledger"]
+
+# How far ahead of retries a change is put in the pending set (see the module docstring):
+# far more than any retry delay or clock difference between replicas.
+CHANGE_AHEAD_MS: Final = 1 << 40
+
+_APPLY_LUA = resources.files(__package__).joinpath("ledger_apply.lua").read_text("utf-8")
+_CONFIRM_LUA = resources.files(__package__).joinpath("ledger_confirm.lua").read_text("utf-8")
+_RESCHEDULE_LUA = resources.files(__package__).joinpath("ledger_reschedule.lua").read_text("utf-8")
+_REPORTED_LUA = resources.files(__package__).joinpath("ledger_reported.lua").read_text("utf-8")
+_TAOBAO_LUA = resources.files(__package__).joinpath("ledger_taobao.lua").read_text("utf-8")
+_REPLY_WIDTH = 8  # values per line in ledger_apply.lua's reply
+_MARK_CHUNK = 1000  # seen keys per ledger_reported.lua call
+# Ops whose lines carry a movement log key (ledger_apply.lua's key layout).
+_MOVES_STOCK = frozenset({"shipped", "move", "stocktake"})
+_T = TypeVar("_T")
+_Line = tuple[str, int, str, str]  # sku, quantity, warehouse, dedupe key
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One script call: its KEYS, its one JSON argument, and the SKU of each line."""
+
+    keys: list[str]
+    arg: str
+    skus: tuple[str, ...]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _texts(values: Iterable[Any]) -> list[str]:
+    """Redis replies as text, whether or not the client decodes responses."""
+    return [_text(v) for v in values]
+
+
+class Ledger:
+    """Applies stock events exactly once and keeps the outbox of SKUs to push."""
+
+    def __init__(
+        self,
+        redis: AsyncRedis,
+        keys: Keys,
+        *,
+        dedupe_ttl_s: int,
+        default_warehouse: str,
+        movement_retention_s: int | None = None,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        if dedupe_ttl_s <= 0 or (movement_retention_s is not None and movement_retention_s <= 0):
+            raise ValueError("dedupe_ttl_s and movement_retention_s must be positive")
+        if not default_warehouse:
+            raise ValueError("default_warehouse must not be empty")
+        self._redis = redis
+        self._keys = keys
+        self._ttl_s = dedupe_ttl_s
+        self._retention_ms = (movement_retention_s or dedupe_ttl_s) * 1000
+        self._default_warehouse = default_warehouse
+        self._clock_ms = clock_ms
+        self._apply = redis.register_script(_APPLY_LUA)
+        self._confirm = redis.register_script(_CONFIRM_LUA)
+        self._reschedule = redis.register_script(_RESCHEDULE_LUA)
+        self._reported = redis.register_script(_REPORTED_LUA)
+        self._taobao = redis.register_script(_TAOBAO_LUA)
+
+    # ------------------------------------------------------------- applying events
+
+    async def apply(self, events: Sequence[StockEvent]) -> list[EventOutcome]:
+        """Apply events in order in one pipelined round trip; outcomes in input order.
+
+        On ``DependencyError`` some events may have been applied: retry the whole batch.
+        The applied ones come back as duplicates that are ``unreported`` (until
+        ``mark_reported``), with the effect and figures of that application.
+        """
+        now_ms = self._clock_ms()
+        attempt = uuid.uuid4().hex[:12]  # this call's id: see ledger_apply.lua
+        calls = [self._call(event, now_ms, attempt) for event in events]
+        # An event without lines has nothing to apply: it gets no script call.
+        replies = iter(await self._run([call for call in calls if call.skus]))
+        return [
+            EventOutcome(event.event_id, _lines(call.skus, next(replies) if call.skus else ""))
+            for event, call in zip(events, calls, strict=True)
+        ]
+
+    def _call(self, event: StockEvent, now_ms: int, attempt: str) -> _Call:
+        """KEYS and the JSON argument of ledger_apply.lua (layout in its header)."""
+        k = self._keys
+        keys = [k.pending, k.sku_index]
+        if isinstance(event, OrderEvent):
+            keys.append(k.order(event.order_id))
+        op, lines = self._op_and_lines(event)
+        for sku, _, warehouse, dedupe in lines:
+            keys.extend((k.sku(sku), k.seen(dedupe)))
+            if op in _MOVES_STOCK:
+                keys.append(k.movements(sku, warehouse))
+        change_score = now_ms - CHANGE_AHEAD_MS
+        head = [
+            op,
+            self._ttl_s,
+            self._retention_ms,
+            event.occurred_at_ms,
+            event.event_id,
+            change_score,
+            attempt,
+        ]
+        arg = json.dumps([*head, lines], ensure_ascii=False, separators=(",", ":"))
+        return _Call(keys, arg, tuple(line[0] for line in lines))
+
+    def _op_and_lines(self, event: StockEvent) -> tuple[str, list[_Line]]:
+        """The script's op and its (sku, quantity, warehouse, dedupe key) per line."""
+        if isinstance(event, WarehouseEvent):
+            if event.type is WarehouseType.STOCKTAKE:
+                return "stocktake", [(event.sku, event.quantity, event.warehouse, event.event_id)]
+            delta = movement_delta(event)
+            return "move", [(event.sku, delta, event.warehouse, event.event_id)]
+        return event.type.value, [
+            (
+                line.sku,
+                line.quantity,
+                line.warehouse or self._default_warehouse,
+                line_key(event.order_id, line.sku, event.type),
+            )
+            for line in event.lines
+        ]
+
+    async def _run(self, calls: list[_Call]) -> list[Any]:
+        """EVALSHA every call in one pipeline; load the script and rerun only on NOSCRIPT.
+
+        (redis-py's pipelined Script call would add a SCRIPT EXISTS round trip per batch.)
+        """
+        replies = await self._pipeline(calls)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            # A call that got NOSCRIPT did not run, so running it now applies it once.
+            await self._guard(self._redis.script_load(self._apply.script))
+            again = await self._pipeline([calls[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise DependencyError(f"Redis ledger script failed: {reply}") from reply
+        return replies
+
+    async def _pipeline(self, calls: list[_Call]) -> list[Any]:
+        if not calls:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for call in calls:
+                pipe.evalsha(self._apply.sha, len(call.keys), *call.keys, call.arg)
+            result: list[Any] = await self._guard(pipe.execute(raise_on_error=False))
+            return result
+
+    @staticmethod
+    async def _guard(awaitable: Awaitable[_T]) -> _T:
+        try:
+            return await awaitable
+        except RedisError as exc:
+            raise DependencyError(f"Redis unreachable for the stock ledger: {exc}") from exc
+
+    # ------------------------------------------------------------- reading stock
+
+    async def stock(self, skus: Iterable[str]) -> dict[str, SkuStock]:
+        """Current figures of each SKU (zeros for an unknown one), in one round trip."""
+        wanted = list(dict.fromkeys(skus))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for sku in wanted:
+                pipe.hgetall(self._keys.sku(sku))
+            rows = await self._guard(pipe.execute())
+        return {sku: _sku_stock(sku, row) for sku, row in zip(wanted, rows, strict=True)}
+
+    async def due(self, now_ms: int, limit: int) -> list[str]:
+        """Pending SKUs whose push time has come (score <= now_ms): changed SKUs first,
+        oldest change first, then retries whose time has come, earliest first."""
+        members = await self._guard(
+            self._redis.zrangebyscore(self._keys.pending, "-inf", now_ms, start=0, num=limit)
+        )
+        return _texts(members)
+
+    async def pending_count(self) -> int:
+        return int(await self._guard(self._redis.zcard(self._keys.pending)))
+
+    async def iter_skus(self) -> AsyncIterator[str]:
+        """Every SKU the ledger knows (SSCAN: safe on a large index, may repeat one)."""
+        try:
+            async for member in self._redis.sscan_iter(self._keys.sku_index, count=500):
+                yield _text(member)
+        except RedisError as exc:
+            raise DependencyError(f"Redis unreachable for the stock ledger: {exc}") from exc
+
+    # ------------------------------------------------------------- the outbox
+
+    async def mark_reported(self, events: Sequence[StockEvent]) -> None:
+        """Record that the results and alerts of ``events`` were produced, so that a later
+        redelivery of them is reported as a plain duplicate."""
+        keys = [self._keys.seen(line[3]) for e in events for line in self._op_and_lines(e)[1]]
+        for start in range(0, len(keys), _MARK_CHUNK):
+            await self._guard(self._reported(keys=keys[start : start + _MARK_CHUNK]))
+
+    async def confirm(self, pushed: Mapping[str, int]) -> None:
+        """Record that Taobao shows ``version`` for each SKU; a SKU leaves the pending set
+        only once that covers its current version (atomic per SKU)."""
+        if not pushed:
+            return
+        k = self._keys
+        keys = [k.pending, k.pending_since, *(k.sku(sku) for sku in pushed)]
+        args = [value for sku, version in pushed.items() for value in (sku, version)]
+        await self._guard(self._confirm(keys=keys, args=args))
+
+    async def reschedule(self, read: Mapping[str, int], until_ms: int) -> None:
+        """Retry these SKUs (code -> the version a failed push read) at ``until_ms``.
+
+        A SKU that changed since it was read stays due now, so a failing push never delays
+        a newer change; one whose current version Taobao already has is left alone.
+        """
+        if not read:
+            return
+        k = self._keys
+        keys = [k.pending, k.pending_since, *(k.sku(sku) for sku in read)]
+        args: list[str | int] = [until_ms, CHANGE_AHEAD_MS]
+        args += [value for sku, version in read.items() for value in (sku, version)]
+        await self._guard(self._reschedule(keys=keys, args=args))
+
+    async def record_taobao(self, standing: Mapping[str, tuple[int, str, int | None]]) -> None:
+        """Record, per SKU, where its last push left Taobao: code -> (the ledger version the
+        push read, its state, the quantity Taobao was told or ``None``). An older picture
+        never overwrites a newer one (see ledger_taobao.lua)."""
+        if not standing:
+            return
+        keys = [self._keys.sku(sku) for sku in standing]
+        args: list[str | int] = []
+        for version, state, quantity in standing.values():
+            args += [version, state, "" if quantity is None else quantity]
+        await self._guard(self._taobao(keys=keys, args=args))
+
+    async def oldest_pending_ms(self) -> int | None:
+        """When the oldest change Taobao has not confirmed was made (epoch ms), if any.
+
+        A change waiting for its first push carries its time in its pending score; one
+        whose push failed carries a retry time there, its change time in pending-since."""
+        k = self._keys
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrange(k.pending, 0, 0, withscores=True)
+            pipe.zrange(k.pending_since, 0, 0, withscores=True)
+            first, since = await self._guard(pipe.execute())
+        changes_below = self._clock_ms() - CHANGE_AHEAD_MS // 2
+        times = [int(s) for _, s in since]
+        times += [int(s) + CHANGE_AHEAD_MS for _, s in first if 0 < s < changes_below]
+        return min(times) if times else None
+
+
+def _lines(skus: tuple[str, ...], reply: bytes | str) -> tuple[LineOutcome, ...]:
+    """Parse ledger_apply.lua's reply: 8 space-separated values per line."""
+    values = _text(reply).split()
+    out = []
+    for i, sku in enumerate(skus):
+        effect, dup, available, reserved, on_hand, version, oversold, unreported = values[
+            i * _REPLY_WIDTH : (i + 1) * _REPLY_WIDTH
+        ]
+        out.append(
+            LineOutcome(
+                sku=sku,
+                effect=Effect(effect),
+                duplicate=dup == "1",
+                available=int(available),
+                reserved=int(reserved),
+                on_hand=int(on_hand),
+                version=int(version),
+                oversold=oversold == "1",
+                unreported=unreported == "1",
+            )
+        )
+    return tuple(out)
+
+
+def _sku_stock(sku: str, row: Mapping[bytes | str, bytes | str]) -> SkuStock:
+    fields = {_text(k): _text(v) for k, v in row.items()}
+    on_hand = {f[3:]: int(n) for f, n in fields.items() if f.startswith("oh:")}
+    reserved = int(fields.get("reserved", 0))
+    return SkuStock(
+        sku=sku,
+        on_hand=on_hand,
+        reserved=reserved,
+        available=sum(on_hand.values()) - reserved,
+        version=int(fields.get("version", 0)),
+        pushed=int(fields.get("pushed", 0)),
+        taobao_state=fields.get("tb_state"),
+        taobao_quantity=int(fields["tb_qty"]) if "tb_qty" in fields else None,
+    )

@@ -1,0 +1,71 @@
+"""What the ledger reports: pure values, no I/O (so reporting and planning depend on none)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = ["Effect", "EventOutcome", "LineOutcome", "SkuStock"]
+
+
+class Effect(StrEnum):
+    """What one event did to one SKU (stored as the value of its de-dup key)."""
+
+    RESERVED = "reserved"
+    ORDER_ALREADY_CANCELLED = "order_already_cancelled"  # create after its cancel
+    ORDER_ALREADY_SHIPPED = "order_already_shipped"  # create after its shipment
+    RELEASED = "released"
+    NOTHING_TO_RELEASE = "nothing_to_release"  # cancel before create: tombstone recorded
+    ALREADY_SHIPPED = "already_shipped"  # cancel after shipment
+    SHIPPED = "shipped"
+    SHIPPED_WITHOUT_RESERVATION = "shipped_without_reservation"
+    NO_STOCK_CHANGE = "no_stock_change"  # refund
+    ON_HAND_CHANGED = "on_hand_changed"  # received, returned, damaged, adjusted
+    STOCKTAKE_APPLIED = "stocktake_applied"
+    SUPERSEDED_BY_STOCKTAKE = "superseded_by_stocktake"  # already counted by a stocktake
+    STOCKTAKE_TOO_OLD = "stocktake_too_old"  # older than the movement log's horizon
+
+
+@dataclass(frozen=True, slots=True)
+class LineOutcome:
+    """One line's effect and its SKU's figures right after it."""
+
+    sku: str
+    effect: Effect
+    duplicate: bool
+    available: int
+    reserved: int
+    on_hand: int
+    version: int
+    oversold: bool  # this effect reduced availability and left it below zero
+    # A duplicate of an application whose outputs may never have been produced (another
+    # apply attempt, not yet marked reported): it is reported as that application.
+    unreported: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EventOutcome:
+    event_id: str
+    lines: tuple[LineOutcome, ...]
+
+    @property
+    def duplicate(self) -> bool:
+        """Every line was a duplicate of an application already reported: nothing to say
+        but "duplicate". (An event whose application was never reported is reported as
+        applied, with the effects it had then.)"""
+        return all(line.duplicate and not line.unreported for line in self.lines)
+
+
+@dataclass(frozen=True, slots=True)
+class SkuStock:
+    sku: str
+    on_hand: Mapping[str, int]  # per warehouse
+    reserved: int
+    available: int  # sum(on_hand) - reserved; negative when oversold
+    version: int
+    pushed: int  # highest version Taobao confirmed
+    # What the projection last recorded for this code on Taobao (``None``: nothing yet):
+    # the state of its last push and the quantity Taobao was told.
+    taobao_state: str | None = None
+    taobao_quantity: int | None = None

@@ -1,0 +1,279 @@
+"""The projection loop: drain the ledger's pending outbox to Taobao, under the shared budget.
+
+Runs beside the ingest loop in the same process, on every replica, sharing nothing with it
+but the ledger (and an in-process wake-up when a batch changed SKUs). Each pass:
+
+1. if Taobao has banned the app's calls (code 7, recorded in Redis by whichever replica
+   was told), wait until the ban ends: no call is made, nothing spins;
+2. take the due pending SKUs, oldest change first (``SYNC_PUSH_BATCH_SKUS`` at most), and
+   push them item by item under the per-item lease (``connector.push.projection``): a
+   replica reads the ledger after taking the lease, so no stale overwrite, and confirms
+   only what Taobao accepted;
+3. produce one push record per item pushed (``KAFKA_PUSHES_TOPIC``) and the Taobao-side
+   alerts (shelf changes, refusals, unknown codes, a ban), and wait for the broker;
+4. when the pass hit an app-wide condition (a ban, or every item failing: an outage), wait
+   it out; otherwise go on at once if more is due, or sleep until ingest reports a change
+   or ``SYNC_SWEEP_INTERVAL_S`` passes (for retries whose time has come).
+
+The first pass is the start-up sweep: whatever an earlier run left pending goes out first,
+while ingest is already consuming. On shutdown no new item is started; the items in flight
+finish their calls. Redis or broker failures are retried in place; a push record is
+produced at least once (a crash after the push and before the record is acknowledged
+leaves the SKUs confirmed and that record unsent: the push records are an audit trail,
+the ledger is the truth).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol, TypeVar
+
+from opentelemetry.trace import SpanContext
+
+from connector.contracts.codec import AvroCodec
+from connector.contracts.records import StockAlert
+from connector.kafka import EventProducer, Outbound
+from connector.ledger.ledger import Ledger
+from connector.metrics import SyncMetrics
+from connector.push.links import EventLinks
+from connector.push.outcomes import ItemPush, PushReport
+from connector.push.reporting import alerts_for_push, ban_alert, push_record
+from connector.retrying import LoopHealth, Stopped, retry_step, wait_any
+from connector.settings import KafkaSettings, SyncSettings
+
+__all__ = ["ProjectionLoop", "ProjectionState", "Pusher"]
+
+log = logging.getLogger(__name__)
+
+PRODUCE_TIMEOUT_S: Final = 30.0
+# A long ban is waited out in slices, so the ban key (which another replica may extend)
+# is read again now and then.
+MAX_PAUSE_S: Final = 60.0
+GAUGE_REFRESH_S: Final = 1.0
+_OUTAGE: Final = "Taobao unavailable (every item failed on the platform's side)"
+_BANNED: Final = "banned by Taobao (code 7)"
+
+_T = TypeVar("_T")
+
+
+class Pusher(Protocol):
+    """What the loop needs of ``TaobaoProjection``."""
+
+    async def push(
+        self,
+        codes: Collection[str],
+        *,
+        parents: Mapping[str, Sequence[SpanContext]] | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> PushReport: ...
+
+
+class BanClock(Protocol):
+    """What the loop needs of ``TopClient``: the shared ban's remaining time."""
+
+    async def ban_remaining_s(self) -> float: ...
+
+
+@dataclass(slots=True)
+class ProjectionState(LoopHealth):
+    """What readiness, metrics and operators look at (monotonic times)."""
+
+    paused_until: float = 0.0  # waiting out a ban or an outage
+    pause_reason: str = ""
+    ban_until: float = 0.0  # when the Taobao ban last read from Redis ends
+    pending_skus: int = 0
+    oldest_pending_age_s: float = 0.0
+    passes: int = 0
+    items_pushed: int = 0
+    first_pass_done: bool = False
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_until > time.monotonic()
+
+    @property
+    def ban_remaining_s(self) -> float:
+        return max(0.0, self.ban_until - time.monotonic())
+
+
+class ProjectionLoop:
+    """Runs the loop described in the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        projection: Pusher,
+        ledger: Ledger,
+        bans: BanClock,
+        producer: EventProducer,
+        codec: AvroCodec,
+        kafka: KafkaSettings,
+        sync: SyncSettings,
+        state: ProjectionState | None = None,
+        metrics: SyncMetrics | None = None,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self._projection = projection
+        self._ledger = ledger
+        self._bans = bans
+        self._producer = producer
+        self._codec = codec
+        self._kafka = kafka
+        self._sync = sync
+        self._metrics = metrics or SyncMetrics.create()
+        self._clock_ms = clock_ms
+        self._links = EventLinks()
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._gauges_at = 0.0
+        self._banned = False
+        self.state = state or ProjectionState()
+        self._metrics.observe_projection(self.state)
+
+    def changed(self, parents: Mapping[str, Sequence[SpanContext]]) -> None:
+        """Ingest changed these SKUs (with the events' span contexts): push them soon."""
+        self._links.add(parents)
+        self._wake.set()
+
+    # ------------------------------------------------------------------ loop
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Push until ``stop`` is set; the items in flight finish their calls."""
+        self._stop = stop
+        try:
+            while not stop.is_set():
+                await self._turn()
+        except Stopped as stopped:
+            log.warning(
+                "projection stopped while retrying %s; the ledger keeps it pending", stopped
+            )
+
+    async def _turn(self) -> None:
+        self.state.progress()
+        ban_s = await self._retrying("taobao-ban", self._bans.ban_remaining_s)
+        await self._ban_changed(ban_s)
+        if ban_s > 0:
+            await self._pause(ban_s, _BANNED)
+            return
+        self._wake.clear()
+        due = await self._retrying(
+            "ledger", lambda: self._ledger.due(self._clock_ms(), self._sync.push_batch_skus)
+        )
+        report = await self._pass(due) if due else PushReport()
+        self.state.first_pass_done = True
+        await self._refresh_gauges(force=bool(due))
+        if report.retry_after_s is not None:
+            await self._back_off(report)
+        elif not report.items and not self._stop.is_set():
+            # Nothing was pushed (nothing due, or only codes another replica holds or that
+            # are unknown): wait for a change rather than asking Redis again at once.
+            await wait_any(self._wake, self._stop, timeout_s=self._sync.sweep_interval_s)
+
+    async def _pass(self, due: list[str]) -> PushReport:
+        started = time.monotonic()
+        parents = self._links.take(due)
+        report = await self._retrying(
+            "taobao-push",
+            lambda: self._projection.push(due, parents=parents, stop=self._stop),
+        )
+        await self._emit(report)
+        self.state.passes += 1
+        self.state.items_pushed += len(report.items)
+        for item in report.items:
+            self._metrics.pushes.add(1, {"outcome": item.state.value})
+        self._metrics.push_passes.record(time.monotonic() - started)
+        return report
+
+    # ------------------------------------------------------------------ outputs
+
+    async def _emit(self, report: PushReport) -> None:
+        now_ms = self._clock_ms()
+        outbound = [self._record(item, now_ms) for item in report.items]
+        outbound += [self._alert(alert) for alert in alerts_for_push(report, now_ms=now_ms)]
+        await self._send(outbound)
+
+    async def _send(self, outbound: list[Outbound]) -> None:
+        if not outbound:
+            return
+        await self._retrying(
+            "produce",
+            lambda: asyncio.to_thread(self._producer.send, outbound, timeout_s=PRODUCE_TIMEOUT_S),
+        )
+
+    def _record(self, item: ItemPush, now_ms: int) -> Outbound:
+        topic = self._kafka.pushes_topic
+        push = push_record(item, now_ms=now_ms)
+        return Outbound(
+            topic,
+            self._codec.encode_push(push, topic=topic),
+            key=str(push.num_iid).encode(),
+            # The push span's context: a consumer of push records continues its trace.
+            headers=item.trace_headers,
+        )
+
+    def _alert(self, alert: StockAlert) -> Outbound:
+        topic = self._kafka.alerts_topic
+        key = alert.sku or (str(alert.num_iid) if alert.num_iid else alert.alert_id)
+        self._metrics.alerts.add(1, {"kind": alert.kind.value})
+        return Outbound(topic, self._codec.encode_alert(alert, topic=topic), key=key.encode())
+
+    # ------------------------------------------------------------------ waiting
+
+    async def _back_off(self, report: PushReport) -> None:
+        """After a pass that hit an app-wide condition: wait out the ban the client recorded
+        (read back, so the gauges and the alert show it), our own budget, or the outage."""
+        assert report.retry_after_s is not None
+        if report.limited:
+            ban_s = await self._retrying("taobao-ban", self._bans.ban_remaining_s)
+            await self._ban_changed(ban_s)
+            if ban_s > 0:
+                await self._pause(ban_s, _BANNED)
+                return
+            await self._pause(report.retry_after_s, "over the call budget (TAOBAO_QPS)")
+            return
+        await self._pause(report.retry_after_s, _OUTAGE)
+
+    async def _ban_changed(self, ban_s: float) -> None:
+        self.state.ban_until = time.monotonic() + ban_s
+        if ban_s > 0 and not self._banned:
+            log.warning("Taobao banned the app's calls for %.0fs: pushes wait", ban_s)
+            await self._send([self._alert(ban_alert(ban_s, detected_ms=self._clock_ms()))])
+        elif ban_s <= 0 and self._banned:
+            log.info("the Taobao ban is over: pushing again")
+            self.state.pause_reason = ""
+        self._banned = ban_s > 0
+
+    async def _pause(self, seconds: float, reason: str) -> None:
+        """Wait out a ban or an outage (woken only by shutdown, never by new changes)."""
+        wait_s = min(max(seconds, 0.05), MAX_PAUSE_S)
+        if not self.state.paused:
+            log.warning("projection paused for %.1fs: %s", seconds, reason)
+        self.state.paused_until = time.monotonic() + wait_s
+        self.state.pause_reason = reason
+        await self._refresh_gauges(force=True)
+        await wait_any(self._stop, timeout_s=wait_s)
+        self.state.paused_until = 0.0
+
+    async def _refresh_gauges(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._gauges_at < GAUGE_REFRESH_S:
+            return
+        self._gauges_at = now
+        self.state.pending_skus = await self._retrying("ledger", self._ledger.pending_count)
+        oldest_ms = await self._retrying("ledger", self._ledger.oldest_pending_ms)
+        age_ms = self._clock_ms() - oldest_ms if oldest_ms is not None else 0
+        self.state.oldest_pending_age_s = max(0.0, age_ms / 1000)
+
+    async def _retrying(self, step: str, action: Callable[[], Awaitable[_T]]) -> _T:
+        return await retry_step(
+            step,
+            action,
+            stop=self._stop,
+            health=self.state,
+            retries=self._metrics.retries,
+            loop="projection",
+        )

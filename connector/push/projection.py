@@ -1,0 +1,349 @@
+"""Taobao as a projection of the ledger: push pending SKUs, item by item.
+
+For each Taobao item touched, under a lease that makes one replica at a time push it:
+
+1. read the item's SKUs from the ledger *after* taking the lease, so the quantities pushed
+   are the newest (pushes of one item are serialised, and each reads the ledger afresh);
+   the lease is renewed in the background, and a push that lost it confirms nothing, so
+   an update computed from an older version can never be recorded as the latest;
+2. plan and make the calls (``connector.push.planner``, ``connector.push.item_push``): full
+   updates of absolute quantities (increases
+   before decreases, so an on-sale item never passes through zero), delisting before
+   zero, relisting what the connector delisted; any shelf change is re-planned on the item
+   as Taobao shows it right now, and an item is relisted only if Taobao's delist time is
+   the connector's own, so an item the merchant took down is never relisted;
+3. an item that refuses full updates (presale, campaign) gets increments: the intent is
+   recorded before the call, and after an unknown outcome nothing is sent again in that
+   push; the next attempt reads the item back and increments by what is still missing;
+4. confirm a merchant code only when every listing of it succeeded: the ledger drops it
+   from the pending set only when Taobao has a version at least as new as its own.
+
+Failures leave codes pending with a time to retry (never delaying a newer change). Only an
+app-wide condition (a ban, or every item failing: an outage) is reported as
+``retry_after_s``, so the projection loop waits instead of spinning (ingest never waits).
+Each item pushed under its lease is reported as an ``ItemPush`` (its push record).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+
+from opentelemetry import trace
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, Tracer, set_span_in_context
+
+from connector.contracts.records import TaobaoState
+from connector.errors import (
+    DependencyError,
+    TaobaoCallLimited,
+    TaobaoError,
+)
+from connector.keys import Keys
+from connector.ledger.ledger import Ledger
+from connector.ledger.outcomes import SkuStock
+from connector.push.item_outcome import (
+    FAILED_RETRY_S,
+    ITEM_GONE,
+    LEASE_BUSY_RETRY_S,
+    RANK,
+    SYNCED,
+    ItemOutcome,
+    app_wide_retry,
+    calls_of,
+    error_class,
+    failure_policy,
+    item_push,
+    not_pushed,
+)
+from connector.push.item_push import ItemPusher
+from connector.push.items import OWN_DELIST_SLACK_MS, ItemStates, SkuKey
+from connector.push.leases import Leases
+from connector.push.mapping import MappingCache
+from connector.push.outcomes import (
+    ItemTransition,
+    PushReport,
+    SkuPush,
+)
+from connector.push.planner import target
+from connector.redis_client import AsyncRedis
+from connector.settings import SyncSettings
+from connector.taobao.client import TopClient, record_calls
+from connector.telemetry import get_tracer, inject_context, trace_id_of
+
+__all__ = ["TaobaoProjection", "error_class"]
+
+log = logging.getLogger(__name__)
+
+
+class TaobaoProjection:
+    """Pushes the ledger's targets to Taobao (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        client: TopClient,
+        ledger: Ledger,
+        mapping: MappingCache,
+        redis: AsyncRedis,
+        keys: Keys,
+        settings: SyncSettings,
+        tracer: Tracer | None = None,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        own_delist_slack_ms: int = OWN_DELIST_SLACK_MS,
+        on_item_done: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._client = client
+        self._ledger = ledger
+        self._mapping = mapping
+        self._pusher = ItemPusher(
+            client=client,
+            items=ItemStates(redis, keys),
+            settings=settings,
+            clock_ms=clock_ms,
+            own_delist_slack_ms=own_delist_slack_ms,
+        )
+        self._leases = Leases(redis)
+        self._keys = keys
+        self._settings = settings
+        self._tracer = tracer or get_tracer()
+        self._clock_ms = clock_ms
+        # Called after each item is pushed: a push of many items under the call budget can
+        # take minutes, and the projection's stall check must see it is moving.
+        self._on_item_done = on_item_done
+
+    # ------------------------------------------------------------------ entry points
+
+    async def push(
+        self,
+        codes: Collection[str],
+        *,
+        parents: Mapping[str, Sequence[SpanContext]] | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> PushReport:
+        """Bring Taobao in line with the ledger for ``codes``.
+
+        ``parents`` are the span contexts of the input events that changed each code: the
+        item's push span is linked to them. Once ``stop`` is set no further item is
+        started (the ones in flight finish); the others stay pending as they were."""
+        report = PushReport()
+        if not codes:
+            return report
+        resolution = await self._mapping.resolve(codes)
+        await self._lookup_failures(resolution.failed, report)
+        await self._unmapped([c for c, found in resolution.found.items() if not found], report)
+        by_item: dict[int, dict[SkuKey, str]] = {}
+        for code, listings in resolution.found.items():
+            for listing in listings:
+                by_item.setdefault(listing.num_iid, {})[listing.sku_id] = code
+        outcomes = await self._push_items(by_item, parents or {}, stop)
+        await self._settle(outcomes, report)
+        return report
+
+    # ------------------------------------------------------------------ combining
+
+    async def _push_items(
+        self,
+        by_item: dict[int, dict[SkuKey, str]],
+        parents: Mapping[str, Sequence[SpanContext]],
+        stop: asyncio.Event | None,
+    ) -> list[ItemOutcome]:
+        limit = asyncio.Semaphore(self._settings.push_concurrency)
+
+        async def one(num_iid: int, skus: dict[SkuKey, str]) -> ItemOutcome:
+            async with limit:
+                if stop is not None and stop.is_set():
+                    return not_pushed(num_iid, skus)
+                links = [ctx for code in skus.values() for ctx in parents.get(code, ())]
+                outcome = await self._guarded(num_iid, skus, links)
+                self._on_item_done()
+                return outcome
+
+        # A TaskGroup cancels the other pushes if one raises (only Redis being down does),
+        # so no orphaned push goes on holding a lease.
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(n, s)) for n, s in by_item.items()]
+        except BaseExceptionGroup as group_error:
+            # Hand the loop the Redis error itself (it retries those), not the group.
+            dependency = group_error.subgroup(DependencyError)
+            if dependency is not None:
+                raise _first(dependency) from group_error
+            raise
+        return [task.result() for task in tasks]
+
+    async def _settle(self, outcomes: list[ItemOutcome], report: PushReport) -> None:
+        """Combine items per code; confirm what fully succeeded, reschedule the rest."""
+        by_code: dict[str, list[ItemOutcome]] = {}
+        for outcome in outcomes:
+            for code in outcome.read:
+                by_code.setdefault(code, []).append(outcome)
+            report.transitions.extend(outcome.transitions)
+        confirm: dict[str, int] = {}
+        retry: dict[float, dict[str, int]] = {}
+        busy: list[str] = []
+        for code, items in by_code.items():
+            versions = [o.read[code] for o in items]
+            worst = max(items, key=lambda o: RANK[o.state])
+            known = [v for v in versions if v is not None]
+            retry_s = max(o.retry_s for o in items)
+            if worst.state in SYNCED and len(known) == len(versions):
+                confirm[code] = min(known)
+            elif known:
+                retry.setdefault(retry_s, {})[code] = min(known)
+            elif retry_s > 0:
+                busy.append(code)  # another replica holds its item: retried shortly
+            report.skus[code] = SkuPush(
+                code,
+                worst.state,
+                next((o.targets[code] for o in items if code in o.targets), None),
+                min(known) if known else None,
+                tuple(c for o in items for c in o.calls),
+                str(worst.error) if worst.error else None,
+            )
+        await self._ledger.confirm(confirm)
+        if busy:
+            # Not read under a lease, so reschedule at the current version: a change after
+            # this still brings the SKU forward (ledger_apply.lua's ZADD LT).
+            stock = await self._ledger.stock(busy)
+            retry.setdefault(LEASE_BUSY_RETRY_S, {}).update({c: stock[c].version for c in busy})
+        now_ms = self._clock_ms()
+        for retry_s, read in retry.items():
+            await self._ledger.reschedule(read, now_ms + int(retry_s * 1000))
+        await self._ledger.record_taobao(
+            {
+                code: (push.version, push.state.value, push.quantity)
+                for code, push in report.skus.items()
+                if push.version is not None
+            }
+        )
+        report.items = [item_push(o, confirm, now_ms) for o in outcomes if o.leased]
+        retry_after_s, limited = app_wide_retry(outcomes)
+        if retry_after_s is not None and retry_after_s > (report.retry_after_s or 0.0):
+            report.retry_after_s = retry_after_s
+            report.limited = report.limited or limited
+
+    async def _lookup_failures(self, failed: Mapping[str, TaobaoError], report: PushReport) -> None:
+        if not failed:
+            return
+        stock = await self._ledger.stock(failed)
+        by_retry: dict[float, dict[str, int]] = {}
+        for code, exc in failed.items():
+            state, retry_s = failure_policy(exc)
+            report.skus[code] = SkuPush(code, state, None, stock[code].version, error=str(exc))
+            by_retry.setdefault(retry_s, {})[code] = stock[code].version
+        for retry_s, read in by_retry.items():
+            await self._ledger.reschedule(read, self._clock_ms() + int(retry_s * 1000))
+        bans = [e.retry_after_s for e in failed.values() if isinstance(e, TaobaoCallLimited)]
+        if bans:
+            report.retry_after_s, report.limited = max(bans), True
+
+    async def _unmapped(self, codes: list[str], report: PushReport) -> None:
+        if not codes:
+            return
+        stock = await self._ledger.stock(codes)
+        for code in codes:
+            report.skus[code] = SkuPush(code, TaobaoState.UNMAPPED, None, stock[code].version)
+            report.unmapped[code] = stock[code].version
+        # Kept pending: once the merchant lists the code, the next attempt pushes it.
+        until = self._clock_ms() + self._settings.unmapped_retry_s * 1000
+        await self._ledger.reschedule({c: stock[c].version for c in codes}, until)
+
+    # ------------------------------------------------------------------ one item
+
+    async def _guarded(
+        self, num_iid: int, skus: dict[SkuKey, str], links: list[SpanContext]
+    ) -> ItemOutcome:
+        try:
+            return await self._push_item(num_iid, skus, links)
+        except DependencyError:
+            raise
+        except Exception as exc:
+            # A bug or a malformed answer must not stop the other items or the loop.
+            log.exception("pushing item %s failed unexpectedly", num_iid)
+            error = TaobaoError(f"unexpected {type(exc).__name__}", method="push")
+            read: dict[str, int | None] = dict.fromkeys(skus.values())
+            stock = await self._ledger.stock(skus.values())
+            read.update({code: stock[code].version for code in skus.values()})
+            return ItemOutcome(num_iid, read, {}, TaobaoState.FAILED, FAILED_RETRY_S, error)
+
+    async def _push_item(
+        self, num_iid: int, skus: dict[SkuKey, str], links: list[SpanContext]
+    ) -> ItemOutcome:
+        parent = set_span_in_context(NonRecordingSpan(links[0])) if links else None
+        with (
+            self._tracer.start_as_current_span(
+                "taobao push item",
+                context=parent,
+                links=[Link(ctx) for ctx in links[1:]],
+                attributes={"taobao.num_iid": num_iid, "sku.codes": sorted(skus.values())},
+            ),
+            record_calls() as journal,
+        ):
+            span = trace.get_current_span()
+            trace_id, trace_headers = trace_id_of(span), inject_context(span)
+            lease = self._keys.push_lease(num_iid)
+            token = await self._leases.acquire(lease, self._settings.push_lease_s)
+            if token is None:
+                # Another replica is pushing this item; our codes stay pending, retried soon.
+                busy = not_pushed(num_iid, skus)
+                busy.retry_s = LEASE_BUSY_RETRY_S
+                return busy
+            lost = asyncio.Event()
+            keeper = asyncio.create_task(self._keep(lease, token, lost))
+            try:
+                outcome = await self._push_leased(num_iid, skus)
+            finally:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
+                await self._leases.release(lease, token)
+            outcome.calls = calls_of(journal)
+            outcome.listings = {code: key for key, code in skus.items()}
+            outcome.trace_id, outcome.trace_headers = trace_id, trace_headers
+            outcome.event_trace_ids = tuple(dict.fromkeys(f"{c.trace_id:032x}" for c in links))
+            if lost.is_set() and outcome.state in SYNCED:
+                # Someone else may have pushed a newer version meanwhile: confirm nothing,
+                # push again (the next attempt reads the newest ledger state).
+                outcome.state, outcome.retry_s = TaobaoState.PENDING, 0.0
+            return outcome
+
+    async def _keep(self, lease: str, token: str, lost: asyncio.Event) -> None:
+        ttl = self._settings.push_lease_s
+        while True:
+            await asyncio.sleep(ttl / 3)
+            if not await self._leases.renew(lease, token, ttl):
+                log.warning("lost the push lease %s", lease)
+                lost.set()
+                return
+
+    async def _push_leased(self, num_iid: int, skus: dict[SkuKey, str]) -> ItemOutcome:
+        stock = await self._ledger.stock(set(skus.values()))
+        read: dict[str, int | None] = {code: stock[code].version for code in skus.values()}
+        targets = {key: self._target(stock[code]) for key, code in skus.items()}
+        by_code = {code: targets[key] for key, code in skus.items()}
+        try:
+            plan, kinds = await self._pusher.execute(num_iid, targets)
+        except TaobaoError as exc:
+            state, retry_s = failure_policy(exc)
+            if (exc.sub_code or "").startswith(ITEM_GONE):
+                await self._mapping.forget(skus.values())
+            return ItemOutcome(num_iid, read, by_code, state, retry_s, exc)
+        state = TaobaoState.HAND_DELISTED if plan.hand_delisted else TaobaoState.SYNCED
+        version = max((v for v in read.values() if v is not None), default=0)
+        codes = tuple(sorted(skus.values()))
+        transitions = [ItemTransition(num_iid, kind, codes, version) for kind in kinds]
+        return ItemOutcome(num_iid, read, by_code, state, transitions=transitions)
+
+    def _target(self, stock: SkuStock) -> int:
+        return target(stock.available, self._settings.safety_stock)
+
+
+def _first(group: BaseExceptionGroup[DependencyError]) -> DependencyError:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first(exc)
+        return exc
+    raise AssertionError("empty exception group")

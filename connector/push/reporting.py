@@ -1,0 +1,118 @@
+"""Push records and the projection's alerts, built from a push report: pure, no I/O.
+
+One ``StockPush`` per item pushed under its lease; alerts for what happened on Taobao's
+side: shelf changes made (or declined), refused pushes, codes with no listing, and bans.
+Alert ids are deterministic (item or code, kind, ledger version), so a consumer can drop a
+repeat after a replica restarts or two replicas report the same change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from connector.contracts.records import AlertKind, Severity, StockAlert, StockPush, TaobaoState
+from connector.push.outcomes import ItemPush, ItemTransition, PushReport, Transition
+
+__all__ = ["alerts_for_push", "alerts_for_transitions", "ban_alert", "push_record"]
+
+
+def push_record(item: ItemPush, *, now_ms: int) -> StockPush:
+    return StockPush(
+        push_id=f"{item.num_iid}:v{item.version}:{now_ms}",
+        num_iid=item.num_iid,
+        outcome=item.state,
+        pushed_at_ms=now_ms,
+        skus=item.skus,
+        calls=item.calls,
+        shelf=tuple(t.name for t in item.transitions),
+        error_class=item.error_class,
+        error_message=item.error[:2000] if item.error else None,
+        attempts=sum(c.attempts for c in item.calls),
+        retry_at_ms=item.retry_at_ms,
+        trace_id=item.trace_id,
+        event_trace_ids=item.event_trace_ids,
+    )
+
+
+def alerts_for_push(report: PushReport, *, now_ms: int) -> list[StockAlert]:
+    """Shelf changes, refused items and unknown codes of one projection pass."""
+    alerts = alerts_for_transitions(report.transitions, now_ms=now_ms)
+    alerts += [_refused(item, now_ms) for item in report.items if item.state is TaobaoState.FAILED]
+    alerts += [_unmapped(code, version, now_ms) for code, version in report.unmapped.items()]
+    return alerts
+
+
+def ban_alert(ban_s: float, *, detected_ms: int) -> StockAlert:
+    """Taobao banned the app's calls: nothing reaches Taobao until it ends."""
+    return StockAlert(
+        alert_id=f"call_limited:{detected_ms}",
+        kind=AlertKind.CALL_LIMITED,
+        severity=Severity.CRITICAL,
+        message=(
+            f"Taobao banned the app's calls for {ban_s:.0f}s (code 7): pushes wait, "
+            "the ledger and the results go on"
+        ),
+        raised_at_ms=detected_ms,
+        details={"ban_s": f"{ban_s:.0f}"},
+    )
+
+
+def _refused(item: ItemPush, now_ms: int) -> StockAlert:
+    codes = ", ".join(s.sku for s in item.skus)
+    return StockAlert(
+        alert_id=f"{item.num_iid}:taobao_failure:v{item.version}",
+        kind=AlertKind.TAOBAO_FAILURE,
+        severity=Severity.CRITICAL,
+        message=f"Taobao refused the update of item {item.num_iid} ({codes}): {item.error}",
+        raised_at_ms=now_ms,
+        num_iid=item.num_iid,
+        sku=item.skus[0].sku if len(item.skus) == 1 else None,
+        details={"skus": codes, "error_class": item.error_class or ""},
+        trace_id=item.trace_id,
+    )
+
+
+def _unmapped(code: str, version: int, now_ms: int) -> StockAlert:
+    return StockAlert(
+        alert_id=f"{code}:unmapped_sku:v{version}",
+        kind=AlertKind.UNMAPPED_SKU,
+        severity=Severity.WARNING,
+        message=f"{code} has no Taobao listing (merchant code unknown): ledger updated only",
+        raised_at_ms=now_ms,
+        sku=code,
+        details={"version": str(version)},
+    )
+
+
+_TRANSITION_ALERTS = {
+    Transition.DELISTED: (AlertKind.OUT_OF_STOCK_DELISTED, Severity.WARNING, "sold out: delisted"),
+    Transition.RELISTED: (AlertKind.RELISTED, Severity.INFO, "restocked: relisted"),
+    Transition.HAND_DELISTED: (
+        AlertKind.HAND_DELISTED,
+        Severity.INFO,
+        "taken down by the merchant: stock set, left off the shelf",
+    ),
+}
+
+
+def alerts_for_transitions(
+    transitions: Iterable[ItemTransition], *, now_ms: int
+) -> list[StockAlert]:
+    """Shelf changes the connector made, or declined to make."""
+    alerts = []
+    for t in transitions:
+        kind, severity, what = _TRANSITION_ALERTS[t.kind]
+        skus = ", ".join(t.skus)
+        alerts.append(
+            StockAlert(
+                # Stable across a replay: the item, the change and the ledger version.
+                alert_id=f"{t.num_iid}:{kind.value.lower()}:v{t.version}",
+                kind=kind,
+                severity=severity,
+                message=f"item {t.num_iid} ({skus}) {what}",
+                raised_at_ms=now_ms,
+                num_iid=t.num_iid,
+                details={"skus": skus},
+            )
+        )
+    return alerts

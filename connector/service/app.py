@@ -1,0 +1,168 @@
+"""The composition root: every component built from ``Settings``, started and closed in order.
+
+Two loops run in one process and share nothing but the ledger (and an in-process wake-up):
+ingest (Kafka -> ledger -> Kafka) and the projection (ledger -> Taobao -> Kafka). Either
+failing for good ends both, so the process exits and Kubernetes restarts it.
+
+No component opens a connection in its constructor; ``Connector.start`` does, and checks
+each dependency once so a wrong setting fails at start-up with one message naming it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import httpx
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import Tracer
+
+from connector.contracts.codec import AvroCodec
+from connector.ingest.loop import IngestLoop
+from connector.kafka import EventConsumer, EventProducer, check_broker
+from connector.keys import Keys
+from connector.ledger.ledger import Ledger
+from connector.metrics import SyncMetrics
+from connector.push.loop import ProjectionLoop, ProjectionState
+from connector.push.mapping import MappingCache
+from connector.push.projection import TaobaoProjection
+from connector.redis_client import AsyncRedis, connect_redis
+from connector.settings import Settings
+from connector.taobao.client import TopClient, build_http_client
+from connector.telemetry import TaobaoMetrics, get_tracer
+
+__all__ = ["Connector"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Connector:
+    """A running connector's parts; ``aclose`` releases them in reverse order."""
+
+    settings: Settings
+    redis: AsyncRedis
+    http: httpx.AsyncClient
+    client: TopClient
+    ledger: Ledger
+    projection: TaobaoProjection
+    consumer: EventConsumer
+    producer: EventProducer  # ingest's: results, alerts, dead letters
+    push_producer: EventProducer  # the projection's: push records, alerts
+    ingest: IngestLoop
+    projection_loop: ProjectionLoop
+
+    @classmethod
+    async def start(
+        cls,
+        settings: Settings,
+        *,
+        tracer: Tracer | None = None,
+        meter_provider: MeterProvider | None = None,
+    ) -> Connector:
+        tracer = tracer or get_tracer()
+        await asyncio.to_thread(check_broker, settings.kafka)
+        redis = await connect_redis(settings.redis)
+        keys = Keys(settings.redis.key_prefix)
+        http = build_http_client(settings.taobao)
+        client = TopClient.from_settings(
+            settings.taobao,
+            redis=redis,
+            keys=keys,
+            http=http,
+            tracer=tracer,
+            metrics=TaobaoMetrics.create(meter_provider),
+        )
+        sync = settings.sync
+        ledger = Ledger(
+            redis, keys, dedupe_ttl_s=sync.dedupe_ttl_s, default_warehouse=sync.default_warehouse
+        )
+        mapping = MappingCache(
+            redis,
+            keys,
+            client,
+            ttl_s=sync.mapping_ttl_s,
+            unmapped_ttl_s=sync.unmapped_retry_s,
+            concurrency=sync.push_concurrency,
+        )
+        pushing = ProjectionState()
+        projection = TaobaoProjection(
+            client=client,
+            ledger=ledger,
+            mapping=mapping,
+            redis=redis,
+            keys=keys,
+            settings=sync,
+            tracer=tracer,
+            on_item_done=pushing.progress,
+        )
+        kafka = settings.kafka
+        codec = AvroCodec.from_settings(kafka)
+        metrics = SyncMetrics.create(meter_provider)
+        consumer = EventConsumer(kafka, [kafka.orders_topic, kafka.warehouse_topic])
+        # One producer per loop: EventProducer.send waits for everything queued on it.
+        producer, push_producer = EventProducer(kafka), EventProducer(kafka)
+        projection_loop = ProjectionLoop(
+            projection=projection,
+            ledger=ledger,
+            bans=client,
+            producer=push_producer,
+            codec=codec,
+            kafka=kafka,
+            sync=sync,
+            state=pushing,
+            metrics=metrics,
+        )
+        ingest = IngestLoop(
+            consumer=consumer,
+            producer=producer,
+            codec=codec,
+            ledger=ledger,
+            mapping=mapping,
+            kafka=kafka,
+            sync=sync,
+            on_changed=projection_loop.changed,
+            tracer=tracer,
+            metrics=metrics,
+        )
+        await client.prepare()
+        return cls(
+            settings,
+            redis,
+            http,
+            client,
+            ledger,
+            projection,
+            consumer,
+            producer,
+            push_producer,
+            ingest,
+            projection_loop,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Both loops until ``stop``; if one fails for good, the other is cancelled."""
+        await asyncio.to_thread(self.consumer.start)
+        try:
+            async with asyncio.TaskGroup() as loops:
+                loops.create_task(self.ingest.run(stop), name="ingest")
+                loops.create_task(self.projection_loop.run(stop), name="projection")
+        except BaseExceptionGroup as failed:
+            # Surface the loop's own error (one line naming what to fix), not the group.
+            raise _first_leaf(failed) from failed
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.consumer.close)
+        for producer in (self.producer, self.push_producer):
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(producer.close)
+        await self.http.aclose()
+        await self.redis.aclose()
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first

@@ -1,0 +1,146 @@
+"""Pushing the ledger to Taobao: the hard cases, against real Redis and the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from connector.contracts.events import WarehouseEvent, WarehouseType
+from connector.contracts.records import TaobaoState
+from connector.keys import Keys
+from connector.ledger.ledger import Ledger
+from connector.push.mapping import MappingCache
+from connector.push.outcomes import Transition
+from connector.push.projection import TaobaoProjection
+from connector.sandbox.server import SandboxServer
+from connector.settings import SyncSettings
+from connector.taobao.client import TopClient
+from tests.helpers import admin, state_item
+from tests.pipeline_harness import wait_for
+
+pytestmark = pytest.mark.integration
+
+MakeClient = Callable[..., TopClient]
+MUG = 600000000003
+DUO_A, DUO_B = 610000000001, 610000000002
+
+DUO_CATALOG: dict[str, Any] = {
+    "items": [
+        {"num_iid": DUO_A, "title": "Mug (shop A)", "outer_id": "DUO", "num": 10,
+         "approve_status": "onsale", "price": "9.00"},
+        {"num_iid": DUO_B, "title": "Mug (campaign listing)", "outer_id": "DUO", "num": 10,
+         "approve_status": "onsale", "price": "9.00", "lock": "campaign"},
+    ]
+}  # fmt: skip
+
+
+class Rig:
+    def __init__(self, redis: Redis, keys: Keys, client: TopClient, **sync: Any) -> None:
+        self.ledger = Ledger(redis, keys, dedupe_ttl_s=3600, default_warehouse="WH")
+        settings = SyncSettings.model_validate({"push_lease_s": 5, **sync})
+        self.mapping = MappingCache(redis, keys, client, ttl_s=60, unmapped_ttl_s=60)
+        self.projection = TaobaoProjection(
+            client=client,
+            ledger=self.ledger,
+            mapping=self.mapping,
+            redis=redis,
+            keys=keys,
+            settings=settings,
+            own_delist_slack_ms=0,
+        )
+        self.events = 0
+
+    async def count(self, sku: str, quantity: int) -> None:
+        self.events += 1
+        event = WarehouseEvent(
+            f"c{self.events}", "WH", WarehouseType.STOCKTAKE, sku, quantity, 10**12 + self.events
+        )
+        await self.ledger.apply([event])
+
+
+@pytest.fixture
+def rig(redis: Redis, keys: Keys, sandbox: SandboxServer, make_client: MakeClient) -> Rig:
+    return Rig(redis, keys, make_client(sandbox))
+
+
+async def test_a_code_on_two_items_is_confirmed_only_when_both_took_it(
+    rig: Rig, sandbox: SandboxServer
+) -> None:
+    admin(sandbox, "POST", "/sandbox/reset", {"catalog": DUO_CATALOG})
+    await rig.count("DUO", 4)  # a decrease: the campaign listing refuses it
+
+    report = await rig.projection.push(["DUO"])
+
+    assert state_item(sandbox, DUO_A)["num"] == 4
+    assert state_item(sandbox, DUO_B)["num"] == 10
+    assert report.skus["DUO"].state is TaobaoState.FAILED
+    # Still pending (rescheduled), so it is retried and never silently dropped.
+    assert await rig.ledger.pending_count() == 1
+    stock = await rig.ledger.stock(["DUO"])
+    assert stock["DUO"].pushed == 0
+
+
+async def test_a_push_that_lost_its_lease_confirms_nothing(
+    rig: Rig, sandbox: SandboxServer, redis: Redis, keys: Keys
+) -> None:
+    admin(sandbox, "POST", "/sandbox/faults", {"latency_ms": 800})
+    await rig.count("MUG-WHITE", 7)
+    rig.projection._settings = rig.projection._settings.model_copy(update={"push_lease_s": 0.3})
+
+    async def steal() -> None:
+        # Once we hold the lease (after the mapping lookup), it "expires" under the slow
+        # update call and another replica takes it.
+        await wait_for(lambda: redis.exists(keys.push_lease(MUG)), timeout_s=10, what="lease")
+        await redis.set(keys.push_lease(MUG), "someone-else", px=5000)
+
+    report, _ = await asyncio.gather(rig.projection.push(["MUG-WHITE"]), steal())
+
+    assert state_item(sandbox, MUG)["num"] == 7  # the call went out under the lease …
+    assert report.skus["MUG-WHITE"].state is TaobaoState.PENDING  # … and confirmed nothing
+    assert (await rig.ledger.stock(["MUG-WHITE"]))["MUG-WHITE"].pushed == 0
+    assert await rig.ledger.due(10**13, 10) == ["MUG-WHITE"]
+
+
+async def test_an_item_the_merchant_relisted_and_took_down_again_is_not_relisted(
+    rig: Rig, sandbox: SandboxServer
+) -> None:
+    await rig.count("MUG-WHITE", 0)
+    report = await rig.projection.push(["MUG-WHITE"])
+    assert [t.kind for t in report.transitions] == [Transition.DELISTED]
+
+    # The merchant puts it back on sale by hand, then takes it down again, later.
+    admin(sandbox, "POST", f"/sandbox/items/{MUG}", {"approve_status": "onsale", "quantity": 3})
+    await asyncio.sleep(1.1)  # Taobao's times have one-second resolution
+    admin(sandbox, "POST", f"/sandbox/items/{MUG}", {"approve_status": "instock"})
+
+    await rig.count("MUG-WHITE", 12)
+    report = await rig.projection.push(["MUG-WHITE"])
+
+    assert state_item(sandbox, MUG)["approve_status"] == "instock"  # left down
+    assert state_item(sandbox, MUG)["num"] == 12  # stock still right
+    assert report.skus["MUG-WHITE"].state is TaobaoState.HAND_DELISTED
+
+
+async def test_our_own_delisting_is_relisted_on_restock(rig: Rig, sandbox: SandboxServer) -> None:
+    await rig.count("MUG-WHITE", 0)
+    await rig.projection.push(["MUG-WHITE"])
+    await rig.count("MUG-WHITE", 5)
+
+    report = await rig.projection.push(["MUG-WHITE"])
+
+    assert [t.kind for t in report.transitions] == [Transition.RELISTED]
+    assert state_item(sandbox, MUG)["approve_status"] == "onsale"
+    assert state_item(sandbox, MUG)["num"] == 5
+
+
+async def test_one_failing_item_does_not_pause_everything(rig: Rig, sandbox: SandboxServer) -> None:
+    admin(sandbox, "POST", "/sandbox/reset", {"catalog": DUO_CATALOG})
+    await rig.count("DUO", 4)
+
+    report = await rig.projection.push(["DUO"])
+
+    assert report.retry_after_s is None  # a per-item refusal is not an outage

@@ -1,0 +1,227 @@
+"""The ingest loop's step order and failure paths, with in-memory fakes of its I/O.
+
+The real consumer, producer, ledger and mapping cache are replaced by fakes that write
+every call into one journal, so a test can read the order of the steps and check that a
+failure at any step commits nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+from opentelemetry.trace import SpanContext
+
+from connector.contracts.codec import AvroCodec
+from connector.contracts.events import OrderEvent, OrderLine, OrderType, StockEvent
+from connector.contracts.records import ResultStatus, TaobaoState
+from connector.errors import BrokerRefused, DependencyError
+from connector.ingest.loop import IngestLoop
+from connector.kafka import Inbound, Outbound
+from connector.ledger.outcomes import Effect, EventOutcome, LineOutcome, SkuStock
+from connector.metrics import SyncMetrics
+from connector.retrying import Stopped
+from connector.settings import KafkaSettings, SyncSettings
+
+KAFKA = KafkaSettings(bootstrap_servers="unused:9092")
+CODEC = AvroCodec()
+
+
+def order(event_id: str, sku: str = "A", qty: int = 1) -> OrderEvent:
+    return OrderEvent(event_id, event_id, "web", "s", OrderType.CREATED, (OrderLine(sku, qty),), 1)
+
+
+def inbound(event: OrderEvent | bytes, offset: int) -> Inbound:
+    value = event if isinstance(event, bytes) else CODEC.encode_order(event, topic="orders")
+    return Inbound(KAFKA.orders_topic, 0, offset, b"k", value, (), None)
+
+
+class Journal(list[str]):
+    """Every step of every fake, in order; ``fail`` makes a named step raise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail: dict[str, list[BaseException]] = {}
+
+    def step(self, name: str) -> None:
+        self.append(name)
+        errors = self.fail.get(name)
+        if errors:
+            raise errors.pop(0)
+
+
+class FakeConsumer:
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.committed: list[int] = []
+
+    def commit(self, batch: Sequence[Inbound]) -> None:
+        self.journal.step("commit")
+        self.committed += [m.offset for m in batch]
+
+
+class FakeProducer:
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.sent: list[Outbound] = []
+
+    def send(self, messages: Sequence[Outbound], *, timeout_s: float) -> None:
+        self.journal.step("produce")
+        self.sent += messages
+
+
+class FakeLedger:
+    def __init__(self, journal: Journal, *, duplicate: bool = False) -> None:
+        self.journal = journal
+        self.duplicate = duplicate
+        self.reported: list[str] = []
+
+    async def apply(self, events: Sequence[StockEvent]) -> list[EventOutcome]:
+        self.journal.step("ledger.apply")
+        return [
+            EventOutcome(
+                e.event_id,
+                (LineOutcome("A", Effect.RESERVED, self.duplicate, 4, 1, 5, 2, False),),
+            )
+            for e in events
+        ]
+
+    async def stock(self, skus: Sequence[str]) -> dict[str, SkuStock]:
+        self.journal.step("ledger.stock")
+        return {s: SkuStock(s, {"WH": 5}, 1, 4, 2, 1, "SYNCED", 5) for s in skus}
+
+    async def mark_reported(self, events: Sequence[StockEvent]) -> None:
+        self.journal.step("ledger.mark_reported")
+        self.reported += [e.event_id for e in events]
+
+
+class FakeMapping:
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    async def known_unmapped(self, codes: Sequence[str]) -> set[str]:
+        self.journal.step("mapping")
+        return set()
+
+
+class Rig:
+    def __init__(self, *, duplicate: bool = False) -> None:
+        self.journal = Journal()
+        self.consumer = FakeConsumer(self.journal)
+        self.producer = FakeProducer(self.journal)
+        self.ledger = FakeLedger(self.journal, duplicate=duplicate)
+        self.changed: list[Mapping[str, Sequence[SpanContext]]] = []
+        self.stop = asyncio.Event()
+        self.loop = IngestLoop(
+            consumer=self.consumer,  # type: ignore[arg-type]
+            producer=self.producer,  # type: ignore[arg-type]
+            codec=CODEC,
+            ledger=self.ledger,  # type: ignore[arg-type]
+            mapping=FakeMapping(self.journal),  # type: ignore[arg-type]
+            kafka=KAFKA,
+            sync=SyncSettings(),
+            on_changed=self._changed,
+            metrics=SyncMetrics.create(),
+        )
+        self.loop._stop = self.stop  # what run() sets: process() is driven directly here
+
+    def _changed(self, parents: Mapping[str, Sequence[SpanContext]]) -> None:
+        self.journal.append("changed")
+        self.changed.append(parents)
+
+    def results(self) -> list[Any]:
+        return [
+            CODEC.decode_result(m.value)
+            for m in self.producer.sent
+            if m.topic == KAFKA.results_topic
+        ]
+
+
+async def test_the_steps_run_in_order_and_never_wait_for_taobao() -> None:
+    rig = Rig()
+
+    await rig.loop.process([inbound(order("e1"), 0), inbound(order("e2"), 1)])
+
+    assert rig.journal == [
+        "ledger.apply",
+        "changed",  # the projection is told right after the ledger step
+        "ledger.stock",
+        "mapping",
+        "produce",
+        "ledger.mark_reported",
+        "commit",
+    ]
+    assert rig.consumer.committed == [0, 1]
+    assert rig.ledger.reported == ["e1", "e2"]
+    assert list(rig.changed[0]) == ["A"]
+    assert len(rig.changed[0]["A"]) == 2  # both events' span contexts, for the push's links
+    (first, _) = rig.results()
+    assert first.status is ResultStatus.APPLIED
+    # Taobao confirmed version 1; this event made version 2: the push is still to come.
+    assert first.skus[0].taobao_state is TaobaoState.PENDING
+    assert (first.skus[0].taobao_target, first.skus[0].taobao_version) == (4, 1)
+
+
+async def test_a_duplicate_tells_the_projection_nothing_and_is_not_marked_again() -> None:
+    rig = Rig(duplicate=True)
+
+    await rig.loop.process([inbound(order("e1"), 0)])
+
+    assert rig.changed == [{}]
+    assert rig.ledger.reported == []
+    assert [r.status for r in rig.results()] == [ResultStatus.DUPLICATE]
+    assert rig.consumer.committed == [0]
+
+
+async def test_bad_input_is_dead_lettered_with_a_result_and_an_alert() -> None:
+    rig = Rig()
+
+    await rig.loop.process([inbound(b"\x00garbage", 0), inbound(order("e1"), 1)])
+
+    topics = [m.topic for m in rig.producer.sent]
+    assert topics.count(KAFKA.dead_letter_topic) == 1
+    assert topics.count(KAFKA.alerts_topic) == 1
+    assert [r.status for r in rig.results()] == [ResultStatus.REJECTED, ResultStatus.APPLIED]
+    assert rig.consumer.committed == [0, 1]
+
+
+@pytest.mark.parametrize("step", ["ledger.apply", "ledger.stock", "mapping", "produce"])
+async def test_a_dependency_failure_is_retried_in_place_then_committed(step: str) -> None:
+    rig = Rig()
+    rig.journal.fail[step] = [DependencyError(f"{step} down")]
+
+    await rig.loop.process([inbound(order("e1"), 0)])
+
+    assert rig.journal.count(step) == 2
+    assert rig.journal[-1] == "commit"
+    assert rig.consumer.committed == [0]
+    assert rig.loop.state.failing_step is None
+
+
+@pytest.mark.parametrize(
+    "step", ["ledger.apply", "ledger.stock", "mapping", "produce", "ledger.mark_reported"]
+)
+async def test_a_failure_no_retry_cures_commits_nothing(step: str) -> None:
+    rig = Rig()
+    rig.journal.fail[step] = [BrokerRefused(f"{step} refused")]
+
+    with pytest.raises(BrokerRefused):
+        await rig.loop.process([inbound(order("e1"), 0)])
+
+    assert "commit" not in rig.journal
+    assert rig.consumer.committed == []
+
+
+async def test_shutdown_while_retrying_leaves_the_batch_uncommitted() -> None:
+    rig = Rig()
+    rig.journal.fail["produce"] = [DependencyError("broker down")] * 50
+    asyncio.get_running_loop().call_later(0.05, rig.stop.set)
+
+    with pytest.raises(Stopped):
+        await asyncio.wait_for(rig.loop.process([inbound(order("e1"), 0)]), timeout=5)
+
+    assert "produce" in rig.journal
+    assert "ledger.mark_reported" not in rig.journal
+    assert rig.consumer.committed == []
