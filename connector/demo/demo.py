@@ -3,9 +3,11 @@
 Starts a Kafka-protocol broker and a Redis-compatible server (unless
 ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` are given), the Taobao sandbox gateway with its
 demo shop and some faults switched on, and the connector itself; plays the story in
-``connector.demo.scenario`` step by step, waiting for each step's results; then prints, per
-merchant code, the ledger's availability, what Taobao shows and the shelf state, the
-results by status and the alerts, and exits 1 if Taobao disagrees with the ledger anywhere.
+``connector.demo.scenario`` step by step, waiting for each step's results (which come
+without waiting for Taobao: the projection pushes beside them); then prints, per merchant
+code, the ledger's availability, what Taobao shows and the shelf state, the results by
+status, the push records (what Taobao was told) and the alerts, and exits 1 if Taobao
+disagrees with the ledger anywhere.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import httpx
 
 from connector.contracts.codec import AvroCodec
 from connector.contracts.events import OrderEvent, StockEvent
-from connector.contracts.records import StockAlert, SyncResult
+from connector.contracts.records import StockAlert, StockPush, SyncResult
 from connector.demo.embedded import EmbeddedBroker, EmbeddedRedis
 from connector.demo.scenario import POISON, UNMAPPED_CODE, demo_scenario
 from connector.kafka import EventConsumer, EventProducer, Outbound, ensure_topics
@@ -39,6 +41,7 @@ __all__ = ["run_demo"]
 
 STEP_TIMEOUT_S: Final = 60.0
 _ROUTINE_EFFECTS: Final = frozenset({"reserved", "stocktake_applied", "on_hand_changed"})
+_QUIET: Final = frozenset({"SYNCED", "PENDING"})
 DEMO_FAULTS: Final = FaultConfig(
     error_rates={"isp.remote-service-timeout": 0.05, "10": 0.03},
     drop_after_apply_rate=0.05,
@@ -54,6 +57,7 @@ def _say(text: str = "") -> None:
 class _Outputs:
     results: list[SyncResult] = field(default_factory=list)
     alerts: list[StockAlert] = field(default_factory=list)
+    pushes: list[StockPush] = field(default_factory=list)
 
 
 async def run_demo(env: Mapping[str, str]) -> int:
@@ -63,6 +67,7 @@ async def run_demo(env: Mapping[str, str]) -> int:
         # Each retry of an injected fault is logged as a warning; the report counts them.
         logging.getLogger("connector.taobao.client").setLevel(logging.ERROR)
         logging.getLogger("connector.push.projection").setLevel(logging.WARNING)
+        logging.getLogger("connector.push.loop").setLevel(logging.ERROR)
         sandbox = stack.enter_context(SandboxServer(SandboxConfig(seed=7, faults=DEMO_FAULTS)))
         _say(
             f"broker {bootstrap} · Redis {redis_url.split('@')[-1]} · Taobao sandbox {sandbox.url}"
@@ -81,6 +86,7 @@ async def run_demo(env: Mapping[str, str]) -> int:
                 settings.kafka.results_topic,
                 settings.kafka.alerts_topic,
                 settings.kafka.dead_letter_topic,
+                settings.kafka.pushes_topic,
             ],
             partitions=1,
         )
@@ -123,6 +129,7 @@ def _settings(sandbox: SandboxServer, bootstrap: str, redis_url: str) -> Setting
                 "results_topic": f"demo-results-{run}",
                 "alerts_topic": f"demo-alerts-{run}",
                 "dead_letter_topic": f"demo-dead-letter-{run}",
+                "pushes_topic": f"demo-pushes-{run}",
                 "session_timeout_ms": 6000,
                 "batch_wait_ms": 100,
             },
@@ -143,7 +150,7 @@ async def _play(settings: Settings, sandbox: SandboxServer) -> int:
     producer = EventProducer(settings.kafka)
     reader = EventConsumer(
         settings.kafka.model_copy(update={"group_id": f"{settings.kafka.group_id}-reader"}),
-        [settings.kafka.results_topic, settings.kafka.alerts_topic],
+        [settings.kafka.results_topic, settings.kafka.alerts_topic, settings.kafka.pushes_topic],
     )
     await asyncio.to_thread(reader.start)
     outputs = _Outputs()
@@ -160,6 +167,7 @@ async def _play(settings: Settings, sandbox: SandboxServer) -> int:
         await _converge(connector, task)
         stop.set()
         await asyncio.wait_for(task, timeout=30)
+        await _drain(reader, codec, settings.kafka, outputs)
         return await _report(connector, settings, sandbox, sent, outputs, initially_down)
     finally:
         stop.set()
@@ -191,32 +199,62 @@ async def _await_results(
     task: asyncio.Task[None],
 ) -> None:
     deadline = time.monotonic() + STEP_TIMEOUT_S
-    before = len(outputs.results)
+    before, pushed = len(outputs.results), len(outputs.pushes)
     while len(outputs.results) < expected:
         if task.done():
             task.result()  # surfaces the connector's error
             raise RuntimeError("the connector stopped")
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for results ({len(outputs.results)}/{expected})")
-        for message in await asyncio.to_thread(reader.poll_batch, 500, 0.2):
-            if message.value is None:
-                continue
-            if message.topic == kafka.results_topic:
-                outputs.results.append(codec.decode_result(message.value))
-            else:
-                outputs.alerts.append(codec.decode_alert(message.value))
+        await _poll(reader, codec, kafka, outputs)
     fresh = outputs.results[before:]
     counts = Counter(r.status.value.lower() for r in fresh)
     _say("    results: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
     for result in fresh:
         for line in result.skus:
-            if line.effect not in _ROUTINE_EFFECTS or line.taobao_state.value != "SYNCED":
+            if line.effect not in _ROUTINE_EFFECTS or line.taobao_state.value not in _QUIET:
                 _say(
                     f"      {result.event_id or '(undecodable)'}: {line.sku} {line.effect}, "
-                    f"available {line.available}, Taobao {line.taobao_state.value.lower()}"
+                    f"available {line.available}, Taobao {line.taobao_state.value.lower()} "
+                    f"(target {line.taobao_target})"
                 )
         if result.error_code:
             _say(f"      {result.event_type} at offset {result.source.offset}: {result.error_code}")
+    for push in outputs.pushes[pushed:]:
+        _say("      pushed " + _push_line(push))
+
+
+async def _poll(
+    reader: EventConsumer, codec: AvroCodec, kafka: KafkaSettings, outputs: _Outputs
+) -> int:
+    messages = await asyncio.to_thread(reader.poll_batch, 500, 0.2)
+    for message in messages:
+        if message.value is None:
+            continue
+        if message.topic == kafka.results_topic:
+            outputs.results.append(codec.decode_result(message.value))
+        elif message.topic == kafka.pushes_topic:
+            outputs.pushes.append(codec.decode_push(message.value))
+        else:
+            outputs.alerts.append(codec.decode_alert(message.value))
+    return len(messages)
+
+
+async def _drain(
+    reader: EventConsumer, codec: AvroCodec, kafka: KafkaSettings, outputs: _Outputs
+) -> None:
+    """Read the outputs still on their way (the last push records) until the topics go quiet."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and await _poll(reader, codec, kafka, outputs):
+        pass
+
+
+def _push_line(push: StockPush) -> str:
+    skus = ", ".join(f"{s.sku}={s.quantity}@v{s.version}" for s in push.skus)
+    calls = ", ".join(c.method.removeprefix("taobao.") for c in push.calls) or "no call"
+    shelf = f" [{', '.join(push.shelf).lower()}]" if push.shelf else ""
+    error = f" ({push.error_class})" if push.error_class else ""
+    return f"item {push.num_iid}: {skus} via {calls} → {push.outcome.value.lower()}{shelf}{error}"
 
 
 async def _converge(connector: Connector, task: asyncio.Task[None]) -> None:
@@ -273,6 +311,14 @@ async def _report(
         + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
     )
     _say("alerts: " + ", ".join(f"{n} {k}" for k, n in sorted(alerts.items())))
+    outcomes = Counter(p.outcome.value.lower() for p in outputs.pushes)
+    changes = Counter(t.lower() for p in outputs.pushes for t in p.shelf)
+    _say(
+        f"push records: {len(outputs.pushes)} ("
+        + ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items()))
+        + ")"
+        + (": " + ", ".join(f"{n} {t}" for t, n in sorted(changes.items())) if changes else "")
+    )
     faults = sum(1 for c in api_calls if c["fault"])
     errors = sum(1 for c in api_calls if c["code"])
     _say(f"Taobao: {len(api_calls)} calls, {faults} with an injected fault, {errors} errors")

@@ -33,6 +33,7 @@ from connector.service.health import HealthServer, Readiness
 from connector.settings import KafkaSettings, Settings
 from connector.telemetry import setup_metrics
 from tests.conftest import create_topics, new_kafka_settings
+from tests.helpers import admin
 from tests.pipeline_harness import Harness, count, order, wait_for
 
 pytestmark = pytest.mark.integration
@@ -80,6 +81,32 @@ async def ready_is(base: str, want: bool, *, timeout_s: float = 40) -> dict[str,
         if time.monotonic() > deadline:
             raise AssertionError(f"/readyz stayed {status}: {checks}")
         await asyncio.sleep(0.3)
+
+
+async def test_a_ban_leaves_the_pod_ready_and_shows_in_the_body_and_the_metrics(
+    kafka_settings: KafkaSettings, sandbox: SandboxServer, redis_url: str
+) -> None:
+    harness = Harness(kafka_settings, sandbox, redis_url)
+    async with serving(harness.settings()) as (_, base), httpx.AsyncClient(timeout=5) as http:
+        await ready_is(base, True)
+        # Longer than the client's deadline (10 s here): a shorter ban is waited out in the call.
+        admin(sandbox, "POST", "/sandbox/ban", {"seconds": 15})
+        harness.produce([count("MUG-WHITE", 8)])
+        deadline = time.monotonic() + 20
+        while True:
+            answer = await http.get(f"{base}/readyz")
+            projection = answer.json()["projection"]
+            if projection["state"].startswith("banned") or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        text = (await http.get(f"{base}/metrics")).text
+
+    assert answer.status_code == 200, answer.json()
+    assert projection["state"].startswith("banned"), projection
+    assert projection["ok"] is False
+    assert 0 < projection["ban_remaining_s"] <= 15
+    assert metric(text, "taobao_ban_remaining_seconds") > 0
+    assert metric(text, "sync_projection_paused") == 1
 
 
 async def test_readiness_follows_redis_and_the_broker(sandbox: SandboxServer) -> None:
@@ -135,8 +162,9 @@ async def test_metrics_move_when_events_are_processed(
             [count("MUG-WHITE", 8), order("m1", "m1", OrderType.CREATED, ("MUG-WHITE", 1), at=1)]
         )
         await harness.results(2)
+        await harness.pushes(1)
         # The batch duration is recorded after the commit, a moment after the results.
-        after = await scrape_once_present(http, f"{base}/metrics", "sync_batch_duration_seconds")
+        after = await scrape_once_present(http, f"{base}/metrics", "sync_pushes_total")
 
     assert metric(before, "sync_events_total") == 0
     assert metric(after, "sync_events_total", status="APPLIED") == 2
@@ -144,6 +172,14 @@ async def test_metrics_move_when_events_are_processed(
     assert metric(after, "taobao_call_duration_seconds_count") >= 1
     assert metric(after, "sync_ledger_duration_seconds_count") >= 1
     assert "sync_pending_skus" in after
+    assert metric(after, "sync_pushes_total", outcome="SYNCED") >= 1
+    assert metric(after, "sync_push_pass_duration_seconds_count") >= 1
+    for gauge in (
+        "sync_pending_oldest_age_seconds",
+        "taobao_ban_remaining_seconds",
+        "sync_projection_paused",
+    ):
+        assert f"{gauge} " in after or f"{gauge}{{" in after, gauge
     # Second-scale buckets: a sub-second batch must not all land in one millisecond bucket.
     assert 'sync_batch_duration_seconds_bucket{le="0.1",' in after
     assert "sync_consumer_lag" in after

@@ -11,19 +11,24 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import json
 import re
 import tomllib
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import helm_python as helm
 import kubernetes_validate
+import prometheus_client
 import pytest
 import yaml
 
 from connector.errors import ConfigError
+from connector.metrics import SyncMetrics
 from connector.settings import (
     KafkaSettings,
     RedisSettings,
@@ -32,6 +37,7 @@ from connector.settings import (
     SyncSettings,
     TaobaoSettings,
 )
+from connector.telemetry import TaobaoMetrics, setup_metrics
 
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "helm" / "taobao-connector"
@@ -371,6 +377,9 @@ def test_settings_from_rendered_configuration_are_accepted(chart: Any) -> None:
     assert settings.kafka.sasl_password.get_secret_value() == "sasl-password"
     assert settings.runtime.shutdown_timeout_s == 40
     assert settings.runtime.log_level == "WARNING"
+    # The projection loop's settings.
+    assert settings.kafka.pushes_topic == "shop-1.stock-sync-pushes"
+    assert settings.sync.push_batch_skus == 100
     # redis.tls: the chart points the rediss:// URL at the mounted CA.
     url = settings.redis.url.get_secret_value()
     assert url == (
@@ -444,6 +453,7 @@ def test_unset_settings_are_left_to_the_connector(chart: Any) -> None:
         "KAFKA_GROUP_ID",
         "KAFKA_ORDERS_TOPIC",
         "KAFKA_WAREHOUSE_TOPIC",
+        "KAFKA_PUSHES_TOPIC",
         "CONNECTOR_HTTP_PORT",
         "CONNECTOR_LOG_FORMAT",
         "CONNECTOR_LOG_LEVEL",
@@ -451,6 +461,27 @@ def test_unset_settings_are_left_to_the_connector(chart: Any) -> None:
     }
     assert config["OTEL_TRACES_EXPORTER"] == "none"  # no collector configured
     assert all(isinstance(v, str) for v in config.values())
+    # The chart's default pushes topic is the connector's own.
+    assert config["KAFKA_PUSHES_TOPIC"] == KafkaSettings.model_fields["pushes_topic"].default
+
+
+@pytest.mark.parametrize("skus", [1, 200, 1000])
+def test_projection_settings_reach_the_connector(chart: Any, skus: int) -> None:
+    values = merge(
+        REQUIRED, {"kafka": {"pushesTopic": "shop-2.pushes"}, "sync": {"pushBatchSkus": skus}}
+    )
+    docs = manifests(chart, values)
+    config = one(docs, "ConfigMap")["data"]
+    assert config["KAFKA_PUSHES_TOPIC"] == "shop-2.pushes"
+    assert config["SYNC_PUSH_BATCH_SKUS"] == str(skus)
+    settings = Settings.from_env(environment(docs))
+    assert settings.kafka.pushes_topic == "shop-2.pushes"
+    assert settings.sync.push_batch_skus == skus
+    # null leaves both to the connector (stock-sync-pushes, 200).
+    unset = merge(REQUIRED, {"kafka": {"pushesTopic": None}, "sync": {"pushBatchSkus": None}})
+    left = one(manifests(chart, unset), "ConfigMap")["data"]
+    assert "KAFKA_PUSHES_TOPIC" not in left
+    assert "SYNC_PUSH_BATCH_SKUS" not in left
 
 
 def test_the_connector_rejects_what_the_chart_would_never_render() -> None:
@@ -522,11 +553,45 @@ REQUIRED_ENV = {
             r"at '/connector/logLevel': value must be one of",
             id="bad-enum",
         ),
+        pytest.param(
+            merge(REQUIRED, {"sync": {"pushBatchSkus": 0}}),
+            r"at '/sync/pushBatchSkus': minimum: got 0, want 1",
+            id="push-batch-skus-zero",
+        ),
+        pytest.param(
+            merge(REQUIRED, {"sync": {"pushBatchSkus": 1001}}),
+            r"at '/sync/pushBatchSkus': maximum: got 1,001, want 1,000",
+            id="push-batch-skus-above-1000",
+        ),
+        pytest.param(
+            merge(REQUIRED, {"sync": {"pushBatchSkus": "many"}}),
+            r"at '/sync/pushBatchSkus': got string, want null or integer",
+            id="push-batch-skus-not-integer",
+        ),
+        pytest.param(
+            merge(REQUIRED, {"kafka": {"pushesTopic": ""}}),
+            r"at '/kafka/pushesTopic': minLength: got 0, want 1",
+            id="empty-pushes-topic",
+        ),
     ],
 )
 def test_schema_rejects_bad_values(chart: Any, values: dict[str, Any], message: str) -> None:
     with pytest.raises(helm.HelmValuesError, match=message):
         render(chart, values)
+
+
+def test_schema_bounds_of_sync_settings_are_the_connectors() -> None:
+    """values.schema.json refuses exactly what SyncSettings refuses (pushBatchSkus 1..1000)."""
+    chart_schema = json.loads((CHART / "values.schema.json").read_text())
+    sync = chart_schema["properties"]["sync"]["properties"]
+    connector = SyncSettings.model_json_schema()["properties"]
+    assert sync["pushBatchSkus"]["minimum"] == 1
+    assert sync["pushBatchSkus"]["maximum"] == 1000
+    bounds = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+    for key, rule in sync.items():
+        field = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+        expected = {b: connector[field][b] for b in bounds if b in connector[field]}
+        assert {b: rule[b] for b in bounds if b in rule} == expected, f"sync.{key}"
 
 
 def test_schema_reports_every_missing_requirement_at_once(chart: Any) -> None:
@@ -669,6 +734,8 @@ def test_scrape_annotations(chart: Any) -> None:
     assert "prometheus.io/scrape" not in default["annotations"]
 
 
+# What the dashboard must chart, by Prometheus name (checked below against what the
+# connector really exports).
 METRICS = {
     "sync_events_total",
     "sync_batch_duration_seconds_bucket",
@@ -678,30 +745,99 @@ METRICS = {
     "sync_step_retries_total",
     "sync_consumer_lag",
     "sync_pending_skus",
+    "sync_pending_oldest_age_seconds",
+    "sync_projection_paused",
+    "sync_pushes_total",
+    "sync_push_pass_duration_seconds_bucket",
+    "taobao_ban_remaining_seconds",
     "taobao_calls_total",
     "taobao_call_duration_seconds_bucket",
     "taobao_retries_total",
     "taobao_budget_wait_seconds_bucket",
     "taobao_token_refreshes_total",
 }
+# Gone with the two-loop connector: the projection's pause is sync_projection_paused.
+REMOVED_METRICS = {"sync_paused"}
+FILTER = '{namespace=~"$namespace", pod=~"$pod"}'
 
 
-def test_dashboard_covers_the_metrics_and_traces(chart: Any) -> None:
+@cache
+def exported_metric_names() -> frozenset[str]:
+    """The series names the connector serves on /metrics, from its own instruments.
+
+    Every counter and histogram of SyncMetrics and TaobaoMetrics records one value and
+    every gauge is bound to a state with one value, so each instrument appears.
+    """
+    provider, registry = setup_metrics()
+    sync = SyncMetrics.create(provider)
+    sync.observe_projection(
+        SimpleNamespace(pending_skus=1, oldest_pending_age_s=2.0, ban_remaining_s=3.0, paused=True)
+    )
+    sync.observe_ingest(SimpleNamespace(lag={("t", 0): 1}))
+    for instruments in (sync, TaobaoMetrics.create(provider)):
+        for field in dataclasses.fields(instruments):
+            instrument = getattr(instruments, field.name)
+            if field.name == "meter":
+                continue
+            if hasattr(instrument, "add"):
+                instrument.add(1)
+            else:
+                instrument.record(0.1)
+    text = prometheus_client.generate_latest(registry).decode()
+    return frozenset(
+        re.split(r"[{ ]", line, maxsplit=1)[0]
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    )
+
+
+def dashboard_panels(chart: Any) -> tuple[dict[str, Any], str, list[dict[str, Any]]]:
     docs = manifests(chart, ALL_FEATURES)
     config_map = one(docs, "ConfigMap", f"{FULLNAME}-dashboard")
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     ((key, text),) = config_map["data"].items()
     assert key == f"{FULLNAME}.json"  # unique per release in the sidecar's folder
     dashboard = json.loads(text)
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    return dashboard, text, panels
+
+
+def promql(panels: list[dict[str, Any]]) -> list[str]:
+    return [
+        t["expr"]
+        for p in panels
+        if p.get("datasource", {}).get("type") == "prometheus"
+        for t in p.get("targets", [])
+        if t.get("expr")
+    ]
+
+
+def metric_names(expr: str) -> set[str]:
+    return set(re.findall(r"\b((?:sync|taobao)_[a-z_]+)\b", expr))
+
+
+def test_the_connector_exports_the_metrics_the_dashboard_needs() -> None:
+    exported = exported_metric_names()
+    assert exported >= METRICS, sorted(METRICS - exported)
+    assert not exported & REMOVED_METRICS
+    # The step-retry counter tells the two loops apart.
+    provider, registry = setup_metrics()
+    SyncMetrics.create(provider).retries.add(1, {"step": "commit", "loop": "ingest"})
+    text = prometheus_client.generate_latest(registry).decode()
+    assert re.search(r'sync_step_retries_total\{[^}]*loop="ingest"[^}]*step="commit"', text)
+
+
+def test_dashboard_covers_the_metrics_and_traces(chart: Any) -> None:
+    dashboard, text, panels = dashboard_panels(chart)
     assert dashboard["uid"] == FULLNAME
     assert "__" not in text.replace("__rate_interval", "")  # every placeholder replaced
-    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
-    exprs = " ".join(t.get("expr", "") for p in panels for t in p.get("targets", []))
-    used = set(re.findall(r"\b((?:sync|taobao)_[a-z_]+)\b", exprs))
+    exprs = promql(panels)
+    used = set().union(*map(metric_names, exprs))
     assert used >= METRICS, sorted(METRICS - used)
     # Every metric the dashboard queries is one the connector exports.
-    exported = METRICS | {"taobao_budget_wait_seconds_sum"}
+    exported = exported_metric_names()
     assert used <= exported, sorted(used - exported)
+    assert not used & REMOVED_METRICS
     titles = " ".join(p["title"] for p in panels).lower()
     for topic in ("events by type and status", "calls by method and outcome", "latency", "lag"):
         assert topic in titles
@@ -714,6 +850,68 @@ def test_dashboard_covers_the_metrics_and_traces(chart: Any) -> None:
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
 
 
+def test_dashboard_charts_the_projection(chart: Any) -> None:
+    _, _, panels = dashboard_panels(chart)
+    by_title = {p["title"]: p for p in panels}
+    exprs = promql(panels)
+
+    def charted(pattern: str) -> list[str]:
+        return [e for e in exprs if re.search(pattern, e)]
+
+    assert charted(r"sum by \(outcome\) \(rate\(sync_pushes_total\{")
+    assert charted(r"sync_projection_paused\{")
+    assert charted(r"taobao_ban_remaining_seconds\{")
+    assert charted(r"sync_pending_oldest_age_seconds\{")
+    assert charted(r"sum by \(loop, step\) \(rate\(sync_step_retries_total\{")
+    for title in ("Projection paused", "Taobao ban remaining", "Pushes by outcome"):
+        assert title in by_title, title
+    assert by_title["Taobao ban remaining"]["fieldConfig"]["defaults"]["unit"] == "s"
+    assert by_title["Oldest pending change"]["fieldConfig"]["defaults"]["unit"] == "s"
+
+
+def test_dashboard_panels_share_one_style(chart: Any) -> None:
+    dashboard, _, panels = dashboard_panels(chart)
+    for panel in panels:
+        if panel["type"] == "text":
+            continue
+        source = panel["datasource"]
+        where = panel["title"]
+        if source["type"] == "prometheus":
+            assert source["uid"] == "${datasource}", where
+            for target in panel["targets"]:
+                assert target["datasource"] == source, where
+                # Every series selector is filtered by the namespace and pod variables.
+                for name in metric_names(target["expr"]):
+                    selectors = re.findall(rf"\b{name}(\{{[^}}]*\}})?", target["expr"])
+                    assert selectors, where
+                    assert all(sel == FILTER for sel in selectors), (where, name)
+        # A panel fits the 24-column grid with whole numbers.
+        grid = panel["gridPos"]
+        assert all(isinstance(grid[k], int) for k in ("h", "w", "x", "y")), where
+        assert grid["x"] + grid["w"] <= 24, where
+    # Stat panels colour by their own thresholds.
+    for panel in panels:
+        if panel["type"] == "stat":
+            steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+            assert steps[0] == {"color": "green", "value": None}, panel["title"]
+    # No two panels overlap.
+    cells: dict[tuple[int, int], str] = {}
+    for panel in dashboard["panels"]:
+        grid = panel["gridPos"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in cells, (panel["title"], cells.get((x, y)))
+                cells[(x, y)] = panel["title"]
+
+
+def test_chart_never_mentions_removed_metrics() -> None:
+    for path in sorted(CHART.rglob("*")):
+        if path.is_file():
+            text = path.read_text()
+            for name in REMOVED_METRICS:
+                assert not re.search(rf"\b{name}\b", text), f"{path.relative_to(ROOT)}: {name}"
+
+
 def test_notes_tell_how_to_check_the_release(chart: Any) -> None:
     notes = render(chart, REQUIRED)["taobao-connector/templates/NOTES.txt"]
     assert f"kubectl -n {NAMESPACE} rollout status deployment/{FULLNAME}" in notes
@@ -723,6 +921,13 @@ def test_notes_tell_how_to_check_the_release(chart: Any) -> None:
     assert "| jq" in notes
     assert "stock-sync-results" in notes
     assert "stock-alerts" in notes
+    assert "stock-sync-pushes" in notes
+    # Readiness is ingest's: the notes say where the projection's state is.
+    assert "jq .projection" in notes
+    for name in ("sync_projection_paused", "taobao_ban_remaining_seconds"):
+        assert name in notes
+    keda = render(chart, merge(REQUIRED, FEATURES["keda"], {"keda": {"maxReplicas": 4}}))
+    assert "A Taobao ban does not scale it up" in keda["taobao-connector/templates/NOTES.txt"]
     existing = render(chart, merge(REQUIRED, FEATURES["existingSecret"]))
     assert "TAOBAO_APP_SECRET" in existing["taobao-connector/templates/NOTES.txt"]
 
