@@ -25,6 +25,10 @@ Delivery semantics (at least once; duplicates are removed downstream, by event i
   skipped. ``commit`` leaves out partitions that are no longer assigned, and a commit
   refused because the group is rebalancing is logged, not raised: those messages will be
   delivered again, which the de-duplication absorbs.
+* The consumer asks the broker to hold a fetch at most 50 ms (``fetch.wait.max.ms``;
+  librdkafka's default is 500): Apache Kafka answers as soon as data is there anyway, but
+  some brokers (Tansu, the demo's) hold the fetch the whole time, and that time becomes
+  input → result latency. ``KAFKA_EXTRA_CONFIG`` may change it.
 * Partition assignment is eager ``roundrobin``: it pools the partitions of both input
   topics, so N replicas share them evenly (``range`` assigns per topic, and with two
   one-partition topics it gives both to one member and leaves the other idle, and not

@@ -29,7 +29,9 @@ from connector.kafka.config import (
 )
 from connector.settings import KafkaSettings
 
-__all__ = ["EventConsumer"]
+__all__ = ["FETCH_WAIT_MAX_MS", "EventConsumer"]
+
+FETCH_WAIT_MAX_MS = 50
 
 
 class EventConsumer:
@@ -54,6 +56,10 @@ class EventConsumer:
             # A member learns of a rebalance only on its next heartbeat: keep it short so
             # the others wait less. Kafka asks for at most a third of the session timeout.
             "heartbeat.interval.ms": max(100, min(3_000, settings.session_timeout_ms // 6)),
+            # How long the broker may hold a fetch that has too little data: Apache Kafka
+            # answers as soon as one byte is there (fetch.min.bytes), but some brokers hold
+            # it the whole time, which becomes input → result latency (librdkafka: 500 ms).
+            "fetch.wait.max.ms": FETCH_WAIT_MAX_MS,
             "partition.assignment.strategy": ASSIGNMENT_STRATEGY,
         }
         self._config = with_pinned(settings, defaults, CONSUMER_PINNED)

@@ -75,6 +75,7 @@ class ItemOutcome:
     trace_id: str | None = None
     trace_headers: tuple[tuple[str, bytes], ...] = ()
     event_trace_ids: tuple[str, ...] = ()
+    finished_ms: int | None = None  # when this item's push ended (its calls returned)
 
 
 def calls_of(records: Sequence[CallRecord]) -> tuple[TaobaoCall, ...]:
@@ -158,4 +159,5 @@ def item_push(outcome: ItemOutcome, confirmed: Mapping[str, int], now_ms: int) -
         trace_id=outcome.trace_id,
         event_trace_ids=outcome.event_trace_ids,
         trace_headers=outcome.trace_headers,
+        pushed_at_ms=outcome.finished_ms,
     )

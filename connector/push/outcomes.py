@@ -51,6 +51,7 @@ class ItemPush:
     trace_id: str | None = None
     event_trace_ids: tuple[str, ...] = ()
     trace_headers: tuple[tuple[str, bytes], ...] = ()  # the push span's W3C context
+    pushed_at_ms: int | None = None  # when the item's push ended
 
     @property
     def version(self) -> int:

@@ -301,6 +301,7 @@ class TaobaoProjection:
                     await keeper
                 await self._leases.release(lease, token)
             outcome.calls = calls_of(journal)
+            outcome.finished_ms = self._clock_ms()
             outcome.listings = {code: key for key, code in skus.items()}
             outcome.trace_id, outcome.trace_headers = trace_id, trace_headers
             outcome.event_trace_ids = tuple(dict.fromkeys(f"{c.trace_id:032x}" for c in links))

@@ -17,11 +17,13 @@ __all__ = ["alerts_for_push", "alerts_for_transitions", "ban_alert", "push_recor
 
 
 def push_record(item: ItemPush, *, now_ms: int) -> StockPush:
+    """The push record of one item; ``now_ms`` stands in for its time if it has none."""
+    pushed_at_ms = item.pushed_at_ms or now_ms
     return StockPush(
-        push_id=f"{item.num_iid}:v{item.version}:{now_ms}",
+        push_id=f"{item.num_iid}:v{item.version}:{pushed_at_ms}",
         num_iid=item.num_iid,
         outcome=item.state,
-        pushed_at_ms=now_ms,
+        pushed_at_ms=pushed_at_ms,
         skus=item.skus,
         calls=item.calls,
         shelf=tuple(t.name for t in item.transitions),

@@ -31,6 +31,7 @@ from tests.pipeline_harness import (
     Harness,
     converged,
     count,
+    expected_targets,
     move,
     order,
     shelf,
@@ -172,6 +173,12 @@ async def test_crash_between_ledger_and_taobao_catches_up_on_restart(
     async with harness.running(kafka=quiet) as second:
         await converged(harness, events, CODES)
         await wait_for(lambda: _no_pending(second), what="the pending set to empty")
+        pushes = await harness.pushes(1)
+
+    # The restart's first pass pushed what the first run left pending, and says so.
+    confirmed = {s.sku: s.quantity for p in pushes for s in p.skus if s.confirmed}
+    assert confirmed == expected_targets(events, CODES)
+    assert {p.outcome for p in pushes} == {TaobaoState.SYNCED}
 
 
 async def _no_pending(connector: Any) -> bool:
