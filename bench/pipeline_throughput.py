@@ -163,7 +163,9 @@ def _run(args: argparse.Namespace, bootstrap: str, redis_url: str, gateway: str)
     kafka = _kafka(bootstrap, run, args.batch)
     ensure_topics(kafka, [kafka.orders_topic, kafka.warehouse_topic], partitions=3)
     ensure_topics(
-        kafka, [kafka.results_topic, kafka.alerts_topic, kafka.dead_letter_topic], partitions=1
+        kafka,
+        [kafka.results_topic, kafka.alerts_topic, kafka.dead_letter_topic, kafka.pushes_topic],
+        partitions=1,
     )
     codec, rng = AvroCodec(), random.Random(7)
     producer = EventProducer(kafka)

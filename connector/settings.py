@@ -19,7 +19,15 @@ from datetime import datetime
 from typing import Annotated, Any, ClassVar, Final, Literal, Self
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from connector.errors import ConfigError
 from connector.taobao.signing import SignMethod
@@ -174,6 +182,30 @@ class KafkaSettings(_Group):
     extra_config: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
     _parse_extra = field_validator("extra_config", mode="before")(_json_object)
+
+    TOPICS: ClassVar[tuple[str, ...]] = (
+        "orders_topic",
+        "warehouse_topic",
+        "results_topic",
+        "alerts_topic",
+        "dead_letter_topic",
+        "pushes_topic",
+    )
+
+    @model_validator(mode="after")
+    def _distinct_topics(self) -> Self:
+        # One topic for two roles would feed the connector its own outputs, or mix records
+        # of different schemas in one topic.
+        seen: dict[str, str] = {}
+        for field in self.TOPICS:
+            name = getattr(self, field)
+            if name in seen:
+                raise ValueError(
+                    f"topics {self.env_name(seen[name])} and {self.env_name(field)} are "
+                    f"both {name!r}: every topic must have one role"
+                )
+            seen[name] = field
+        return self
 
 
 class SyncSettings(_Group):

@@ -75,6 +75,8 @@ def _taobao_state(line: LineOutcome, stock: SkuStock | None, unmapped: Set[str])
         return _SETTLED.get(stock.taobao_state, TaobaoState.SYNCED)
     if stock is not None and stock.taobao_state == TaobaoState.FAILED.value:
         return TaobaoState.FAILED  # the last push of this code was refused: see its alert
+    if stock is not None and stock.taobao_state == TaobaoState.UNMAPPED.value:
+        return TaobaoState.UNMAPPED  # the last lookup found no listing (the cache expired)
     return TaobaoState.PENDING
 
 
@@ -103,7 +105,7 @@ def result_for(applied: Applied, standing: Standing, *, now_ms: int) -> SyncResu
                 taobao_quantity=stock.taobao_quantity if stock is not None else None,
                 taobao_state=_taobao_state(line, stock, standing.unmapped),
                 taobao_target=target(line.available, standing.safety_stock),
-                taobao_version=stock.pushed if stock is not None else None,
+                taobao_version=stock.pushed if stock is not None and stock.pushed else None,
             )
         )
     status = _status(applied, (s.taobao_state for s in skus))

@@ -43,7 +43,7 @@ Kafka transactions are deliberately not used: on Tansu, the broker of the demo a
 aborted records reached ``read_committed`` consumers and committed ones went missing.
 """
 
-from connector.kafka.admin import check_broker, ensure_topics
+from connector.kafka.admin import check_broker, check_topics, ensure_topics
 from connector.kafka.config import Inbound, Outbound, PartitionsCallback, client_config
 from connector.kafka.consumer import EventConsumer
 from connector.kafka.producer import EventProducer
@@ -55,6 +55,7 @@ __all__ = [
     "Outbound",
     "PartitionsCallback",
     "check_broker",
+    "check_topics",
     "client_config",
     "ensure_topics",
 ]

@@ -10,6 +10,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from connector.errors import ConfigError
 from connector.kafka.config import (
     client_config,
     kafka_error,
@@ -19,7 +20,7 @@ from connector.kafka.config import (
 )
 from connector.settings import KafkaSettings
 
-__all__ = ["check_broker", "ensure_topics"]
+__all__ = ["check_broker", "check_topics", "ensure_topics"]
 
 
 def _admin(settings: KafkaSettings) -> AdminClient:
@@ -41,6 +42,28 @@ def _topic_names(admin: AdminClient, settings: KafkaSettings, timeout_s: float) 
 def check_broker(settings: KafkaSettings, *, timeout_s: float = 5) -> None:
     """Raise ``DependencyError`` unless the broker answers a metadata request in time."""
     _topic_names(_admin(settings), settings, timeout_s)
+
+
+def check_topics(settings: KafkaSettings, *, timeout_s: float = 5) -> None:
+    """Raise ``ConfigError`` naming every configured topic the broker does not show.
+
+    Producing to a topic that does not exist fails only when the first record goes out,
+    and then as a broker error retried for ever: a missing output topic would stall a
+    loop with the pod still ready. (A broker that creates topics on first use still
+    passes once they exist; create them up front, as ``helm/README.md`` says.)
+    """
+    found = _topic_names(_admin(settings), settings, timeout_s)
+    missing = [
+        f"{settings.env_name(field)} ({getattr(settings, field)})"
+        for field in settings.TOPICS
+        if getattr(settings, field) not in found
+    ]
+    if missing:
+        raise ConfigError(
+            "topics missing on the broker, or not visible to this principal: "
+            + ", ".join(missing)
+            + "; create them or fix the names"
+        )
 
 
 def ensure_topics(

@@ -26,9 +26,10 @@ Redis layout (every key from ``connector.keys.Keys``):
 - ``pending`` sorted set: SKU -> push priority, lowest first. A changed SKU scores the
   connector's clock at its first change minus ``CHANGE_AHEAD_MS`` (~35 years): due at once
   whatever the clocks of the replicas, ahead of every retry, oldest change first. A retry
-  scores its retry time (epoch ms); 0 is a change that arrived while a push was failing.
-  ``pending_since`` sorted set: SKU -> its oldest unconfirmed change time, written when a
-  change score is replaced by a retry time (so the oldest-pending age survives retries).
+  scores its retry time (epoch ms); 0 is a change that arrived while a push was failing and
+  had no change score left. ``pending_since`` sorted set: SKU -> its oldest unconfirmed
+  change time, written when a change score is replaced by a retry time or 0 (so the
+  oldest-pending age survives retries), removed when the SKU leaves the pending set.
   ``sku_index`` set of SKU codes.
 
 Limits (event time, not wall-clock):
@@ -290,9 +291,23 @@ class Ledger:
             return
         k = self._keys
         keys = [k.pending, k.pending_since, *(k.sku(sku) for sku in read)]
-        args: list[str | int] = [until_ms, CHANGE_AHEAD_MS]
+        args: list[str | int] = [until_ms, CHANGE_AHEAD_MS, self._clock_ms()]
         args += [value for sku, version in read.items() for value in (sku, version)]
         await self._guard(self._reschedule(keys=keys, args=args))
+
+    async def force_pending(self, skus: Iterable[str]) -> None:
+        """Make these SKUs due now, first, whatever Taobao is recorded to have: after a push
+        lost its lease, Taobao may show an older quantity than the ledger says it confirmed
+        (a full update of the current figures is harmless)."""
+        wanted = list(dict.fromkeys(skus))
+        if not wanted:
+            return
+        k = self._keys
+        now_ms = self._clock_ms()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(k.pending_since, dict.fromkeys(wanted, now_ms), nx=True)
+            pipe.zadd(k.pending, dict.fromkeys(wanted, 0))
+            await self._guard(pipe.execute())
 
     async def record_taobao(self, standing: Mapping[str, tuple[int, str, int | None]]) -> None:
         """Record, per SKU, where its last push left Taobao: code -> (the ledger version the
@@ -312,13 +327,16 @@ class Ledger:
         A change waiting for its first push carries its time in its pending score; one
         whose push failed carries a retry time there, its change time in pending-since."""
         k = self._keys
+        changes_below = self._clock_ms() - CHANGE_AHEAD_MS // 2
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zrange(k.pending, 0, 0, withscores=True)
+            # The lowest change score (0 and retry times are not change times).
+            pipe.zrangebyscore(
+                k.pending, "(0", f"({changes_below}", start=0, num=1, withscores=True
+            )
             pipe.zrange(k.pending_since, 0, 0, withscores=True)
             first, since = await self._guard(pipe.execute())
-        changes_below = self._clock_ms() - CHANGE_AHEAD_MS // 2
         times = [int(s) for _, s in since]
-        times += [int(s) + CHANGE_AHEAD_MS for _, s in first if 0 < s < changes_below]
+        times += [int(s) + CHANGE_AHEAD_MS for _, s in first]
         return min(times) if times else None
 
 

@@ -6,10 +6,11 @@
 -- ARGV[2i - 1]  SKU code of the i-th SKU
 -- ARGV[2i]      the ledger version Taobao now shows for it
 --
--- Per SKU: pushed := max(pushed, confirmed); the SKU leaves the pending set only if pushed
--- has caught up with the current version, so a change made while the push was in flight
--- keeps it pending (its pending score then dates that newer change). Returns how many SKUs
--- left the pending set.
+-- Per SKU: pushed := max(pushed, confirmed); the SKU leaves the pending set (and the
+-- pending-since set) only if pushed has caught up with the current version, so a change
+-- made while the push was in flight keeps it pending. Its pending score still dates the
+-- older change (ledger_apply.lua's ZADD LT keeps the lower score), so the oldest-pending age
+-- is an upper bound, never an understatement. Returns how many SKUs left the pending set.
 
 local removed = 0
 for i = 3, #KEYS do
@@ -21,7 +22,6 @@ for i = 3, #KEYS do
     -- Only an existing SKU gets the field: a confirm must not invent a SKU.
     pushed = confirmed
     redis.call('HSET', KEYS[i], 'pushed', string.format('%d', pushed))
-    redis.call('ZREM', KEYS[2], sku)
   end
   if math.max(pushed, confirmed) >= version then
     removed = removed + redis.call('ZREM', KEYS[1], sku)

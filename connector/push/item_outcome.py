@@ -34,6 +34,7 @@ __all__ = [
     "SYNCED",
     "TRANSIENT_RETRY_S",
     "ItemOutcome",
+    "app_wide_error",
     "app_wide_retry",
     "calls_of",
     "error_class",
@@ -113,18 +114,24 @@ def failure_policy(exc: TaobaoError) -> tuple[TaobaoState, float]:
     return TaobaoState.FAILED, FAILED_RETRY_S
 
 
-def app_wide_retry(outcomes: list[ItemOutcome]) -> tuple[float | None, bool]:
-    """A ban stops every call; so does an outage (every item failed on the platform's side).
-    One item's own failure is handled by rescheduling that item alone. Returns the time to
-    wait and whether it is a call limit."""
-    bans = [o.retry_s for o in outcomes if isinstance(o.error, TaobaoCallLimited)]
-    if bans:
-        return max(bans), True
-    failed = [o for o in outcomes if o.error is not None]
-    transient = [
-        o for o in failed if isinstance(o.error, TaobaoTransientError | TaobaoUnknownOutcome)
-    ]
-    if outcomes and len(transient) == len(outcomes):
+def app_wide_error(exc: TaobaoError) -> bool:
+    """An error that stops every call of the app, not one item's: a call limit, or the
+    platform being unreachable."""
+    return isinstance(exc, TaobaoCallLimited | TaobaoTransientError | TaobaoUnknownOutcome)
+
+
+def app_wide_retry(
+    leased: Sequence[ItemOutcome], lookups: Mapping[str, TaobaoError]
+) -> tuple[float | None, bool]:
+    """A ban (or our own budget) stops every call; so does an outage: every item pushed and
+    every failed lookup failing on the platform's side. One item's own failure is handled by
+    rescheduling that item alone. ``leased``: the items actually pushed (not the ones
+    another replica held). Returns the time to wait and whether it is a call limit."""
+    errors = [o.error for o in leased] + list(lookups.values())
+    limits = [e.retry_after_s for e in errors if isinstance(e, TaobaoCallLimited)]
+    if limits:
+        return max(max(limits), 1.0), True
+    if errors and all(e is not None and app_wide_error(e) for e in errors):
         return TRANSIENT_RETRY_S, False
     return None, False
 

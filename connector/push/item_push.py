@@ -8,9 +8,11 @@ unknown outcome resolved by reading the item back (see ``_increment_to``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Final
 
 from connector.errors import (
@@ -27,15 +29,31 @@ from connector.push.planner import Delist, ItemPlan, ItemView, Relist, SetStock,
 from connector.settings import SyncSettings
 from connector.taobao.client import TopClient
 
-__all__ = ["ItemPusher"]
+__all__ = ["ItemPusher", "LeaseLost"]
 
 log = logging.getLogger(__name__)
 
 _ZERO_FORBIDDEN: Final = "FORBIDDEN_QUANTITY_ZERO_ERROR"
+_LEASE_LOST: ContextVar[asyncio.Event | None] = ContextVar("push_lease_lost", default=None)
+
+
+class LeaseLost(Exception):
+    """The item's lease was lost mid-push: no further write may be sent."""
+
+
+def _fence() -> None:
+    lost = _LEASE_LOST.get()
+    if lost is not None and lost.is_set():
+        raise LeaseLost
 
 
 class ItemPusher:
-    """Brings one Taobao item to its targets (the caller holds the item's lease)."""
+    """Brings one Taobao item to its targets (the caller holds the item's lease).
+
+    Every write (stock, delist, relist) is fenced: once the caller says the lease is lost,
+    the next write raises ``LeaseLost`` instead of going out, so at most the call already in
+    flight can land after another replica's push (and the caller then pushes again).
+    """
 
     def __init__(
         self,
@@ -56,6 +74,16 @@ class ItemPusher:
         return item_view(num_iid, state, self._slack_ms)
 
     async def execute(
+        self, num_iid: int, targets: dict[SkuKey, int], *, lease_lost: asyncio.Event
+    ) -> tuple[ItemPlan, list[Transition]]:
+        """Plan and make the item's calls; ``lease_lost`` fences every write."""
+        token = _LEASE_LOST.set(lease_lost)  # per task: items are pushed concurrently
+        try:
+            return await self._execute(num_iid, targets)
+        finally:
+            _LEASE_LOST.reset(token)
+
+    async def _execute(
         self, num_iid: int, targets: dict[SkuKey, int]
     ) -> tuple[ItemPlan, list[Transition]]:
         state = await self._items.load(num_iid)
@@ -86,6 +114,7 @@ class ItemPusher:
                 await self._delist(num_iid)
                 transitions.append(Transition.DELISTED)
             elif isinstance(action, Relist):
+                _fence()
                 await self._client.list_item(num_iid, action.num)
                 fields: dict[str, str | int] = {"on_sale": 1, "delisted_by_us": 0}
                 if not view.has_skus:
@@ -101,6 +130,7 @@ class ItemPusher:
     async def _delist(self, num_iid: int) -> None:
         # The marker goes first: a crash right after the call must still read as "ours",
         # or the item would be taken for hand-delisted and never relisted.
+        _fence()
         await self._items.save(num_iid, {"delisted_by_us": 1, "delisted_at_ms": self._clock_ms()})
         try:
             change = await self._client.delist_item(num_iid)
@@ -136,6 +166,7 @@ class ItemPusher:
         self, num_iid: int, quantities: Mapping[SkuKey, int], view: ItemView
     ) -> None:
         if None in quantities:
+            _fence()
             result = await self._client.update_quantity(num_iid, quantities[None])
             await self._items.save(num_iid, {"q:-": result.num or 0})
             return
@@ -146,6 +177,7 @@ class ItemPusher:
             key=lambda kq: kq[1] - view.quantities.get(kq[0], 0),
             reverse=True,
         )
+        _fence()
         result = await self._client.update_sku_quantities(num_iid, dict(ordered))
         fields: dict[str, str | int] = {f"q:{s.sku_id}": s.quantity for s in result.skus}
         await self._items.save(num_iid, fields or {"q:-": 0})
@@ -168,6 +200,7 @@ class ItemPusher:
                 num_iid, {k: f"{current.get(k, 0)}{d:+d}" for k, d in deltas.items()}
             )
             for key, delta in deltas.items():
+                _fence()
                 await self._client.update_quantity(num_iid, delta, sku_id=key, incremental=True)
         await self._items.clear_intent(num_iid)
         await self._items.save(num_iid, {f"q:{sku_field(k)}": t for k, t in targets.items()})

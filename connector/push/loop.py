@@ -26,6 +26,7 @@ the ledger is the truth).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
@@ -36,6 +37,7 @@ from opentelemetry.trace import SpanContext
 
 from connector.contracts.codec import AvroCodec
 from connector.contracts.records import StockAlert
+from connector.errors import DependencyError
 from connector.kafka import EventProducer, Outbound
 from connector.ledger.ledger import Ledger
 from connector.metrics import SyncMetrics
@@ -86,7 +88,7 @@ class ProjectionState(LoopHealth):
     pause_reason: str = ""
     ban_until: float = 0.0  # when the Taobao ban last read from Redis ends
     pending_skus: int = 0
-    oldest_pending_age_s: float = 0.0
+    oldest_pending_ms: int | None = None  # when the oldest unconfirmed change was made
     passes: int = 0
     items_pushed: int = 0
     first_pass_done: bool = False
@@ -98,6 +100,12 @@ class ProjectionState(LoopHealth):
     @property
     def ban_remaining_s(self) -> float:
         return max(0.0, self.ban_until - time.monotonic())
+
+    @property
+    def oldest_pending_age_s(self) -> float:
+        if self.oldest_pending_ms is None:
+            return 0.0
+        return max(0.0, time.time() - self.oldest_pending_ms / 1000)
 
 
 class ProjectionLoop:
@@ -129,7 +137,6 @@ class ProjectionLoop:
         self._links = EventLinks()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
-        self._gauges_at = 0.0
         self._banned = False
         self.state = state or ProjectionState()
         self._metrics.observe_projection(self.state)
@@ -144,6 +151,9 @@ class ProjectionLoop:
     async def run(self, stop: asyncio.Event) -> None:
         """Push until ``stop`` is set; the items in flight finish their calls."""
         self._stop = stop
+        # The gauges are read beside the passes: a pass under a tight budget can take
+        # minutes, and that is when the pending figures and the ban matter most.
+        watcher = asyncio.create_task(self._watch(), name="projection gauges")
         try:
             while not stop.is_set():
                 await self._turn()
@@ -151,6 +161,10 @@ class ProjectionLoop:
             log.warning(
                 "projection stopped while retrying %s; the ledger keeps it pending", stopped
             )
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
 
     async def _turn(self) -> None:
         self.state.progress()
@@ -165,7 +179,6 @@ class ProjectionLoop:
         )
         report = await self._pass(due) if due else PushReport()
         self.state.first_pass_done = True
-        await self._refresh_gauges(force=bool(due))
         if report.retry_after_s is not None:
             await self._back_off(report)
         elif not report.items and not self._stop.is_set():
@@ -192,17 +205,32 @@ class ProjectionLoop:
 
     async def _emit(self, report: PushReport) -> None:
         now_ms = self._clock_ms()
-        outbound = [self._record(item, now_ms) for item in report.items]
-        outbound += [self._alert(alert) for alert in alerts_for_push(report, now_ms=now_ms)]
-        await self._send(outbound)
+        alerts = alerts_for_push(report, now_ms=now_ms)
+        for alert in alerts:
+            self._metrics.alerts.add(1, {"kind": alert.kind.value})
+        await self._send(lambda: self._encode(report.items, alerts, now_ms))
 
-    async def _send(self, outbound: list[Outbound]) -> None:
+    async def _send(self, encode: Callable[[], list[Outbound]]) -> None:
+        """Encode (the Schema Registry may be called: off the event loop, retried like the
+        broker) and produce, waiting for the broker's acknowledgement."""
+
+        async def encoded() -> list[Outbound]:
+            if self._codec.uses_registry:
+                return await asyncio.to_thread(encode)
+            return encode()
+
+        outbound = await self._retrying("encode", encoded)
         if not outbound:
             return
         await self._retrying(
             "produce",
             lambda: asyncio.to_thread(self._producer.send, outbound, timeout_s=PRODUCE_TIMEOUT_S),
         )
+
+    def _encode(
+        self, items: Sequence[ItemPush], alerts: Sequence[StockAlert], now_ms: int
+    ) -> list[Outbound]:
+        return [self._record(item, now_ms) for item in items] + [self._alert(a) for a in alerts]
 
     def _record(self, item: ItemPush, now_ms: int) -> Outbound:
         topic = self._kafka.pushes_topic
@@ -218,7 +246,6 @@ class ProjectionLoop:
     def _alert(self, alert: StockAlert) -> Outbound:
         topic = self._kafka.alerts_topic
         key = alert.sku or (str(alert.num_iid) if alert.num_iid else alert.alert_id)
-        self._metrics.alerts.add(1, {"kind": alert.kind.value})
         return Outbound(topic, self._codec.encode_alert(alert, topic=topic), key=key.encode())
 
     # ------------------------------------------------------------------ waiting
@@ -241,7 +268,9 @@ class ProjectionLoop:
         self.state.ban_until = time.monotonic() + ban_s
         if ban_s > 0 and not self._banned:
             log.warning("Taobao banned the app's calls for %.0fs: pushes wait", ban_s)
-            await self._send([self._alert(ban_alert(ban_s, detected_ms=self._clock_ms()))])
+            alert = ban_alert(ban_s, detected_ms=self._clock_ms())
+            self._metrics.alerts.add(1, {"kind": alert.kind.value})
+            await self._send(lambda: self._encode((), (alert,), alert.raised_at_ms))
         elif ban_s <= 0 and self._banned:
             log.info("the Taobao ban is over: pushing again")
             self.state.pause_reason = ""
@@ -254,19 +283,22 @@ class ProjectionLoop:
             log.warning("projection paused for %.1fs: %s", seconds, reason)
         self.state.paused_until = time.monotonic() + wait_s
         self.state.pause_reason = reason
-        await self._refresh_gauges(force=True)
         await wait_any(self._stop, timeout_s=wait_s)
         self.state.paused_until = 0.0
 
-    async def _refresh_gauges(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._gauges_at < GAUGE_REFRESH_S:
-            return
-        self._gauges_at = now
-        self.state.pending_skus = await self._retrying("ledger", self._ledger.pending_count)
-        oldest_ms = await self._retrying("ledger", self._ledger.oldest_pending_ms)
-        age_ms = self._clock_ms() - oldest_ms if oldest_ms is not None else 0
-        self.state.oldest_pending_age_s = max(0.0, age_ms / 1000)
+    async def _watch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self._refresh_gauges()
+            except DependencyError as exc:
+                log.debug("projection gauges not refreshed: %s", exc)  # the loop reports it
+            await wait_any(self._stop, timeout_s=GAUGE_REFRESH_S)
+
+    async def _refresh_gauges(self) -> None:
+        self.state.pending_skus = await self._ledger.pending_count()
+        self.state.oldest_pending_ms = await self._ledger.oldest_pending_ms()
+        # Also a ban the client waits out inside a call (shorter than TAOBAO_DEADLINE_S).
+        self.state.ban_until = time.monotonic() + await self._bans.ban_remaining_s()
 
     async def _retrying(self, step: str, action: Callable[[], Awaitable[_T]]) -> _T:
         return await retry_step(

@@ -51,6 +51,7 @@ from connector.push.item_outcome import (
     RANK,
     SYNCED,
     ItemOutcome,
+    app_wide_error,
     app_wide_retry,
     calls_of,
     error_class,
@@ -58,7 +59,7 @@ from connector.push.item_outcome import (
     item_push,
     not_pushed,
 )
-from connector.push.item_push import ItemPusher
+from connector.push.item_push import ItemPusher, LeaseLost
 from connector.push.items import OWN_DELIST_SLACK_MS, ItemStates, SkuKey
 from connector.push.leases import Leases
 from connector.push.mapping import MappingCache
@@ -132,14 +133,22 @@ class TaobaoProjection:
         if not codes:
             return report
         resolution = await self._mapping.resolve(codes)
-        await self._lookup_failures(resolution.failed, report)
         await self._unmapped([c for c, found in resolution.found.items() if not found], report)
         by_item: dict[int, dict[SkuKey, str]] = {}
         for code, listings in resolution.found.items():
             for listing in listings:
                 by_item.setdefault(listing.num_iid, {})[listing.sku_id] = code
-        outcomes = await self._push_items(by_item, parents or {}, stop)
-        await self._settle(outcomes, report)
+        limited = asyncio.Event()  # a call limit was hit: start no further item
+        if any(isinstance(e, TaobaoCallLimited) for e in resolution.failed.values()):
+            limited.set()
+        outcomes = await self._push_items(by_item, parents or {}, stop, limited)
+        leased = [o for o in outcomes if o.leased]
+        report.retry_after_s, report.limited = app_wide_retry(leased, resolution.failed)
+        # An app-wide condition delays everything (the loop waits it out): the codes it
+        # stopped keep their place in the pending set, oldest change first, untouched.
+        app_wide = report.retry_after_s is not None
+        await self._lookup_failures(resolution.failed, report, app_wide=app_wide)
+        await self._settle(outcomes, report, app_wide=app_wide)
         return report
 
     # ------------------------------------------------------------------ combining
@@ -149,15 +158,18 @@ class TaobaoProjection:
         by_item: dict[int, dict[SkuKey, str]],
         parents: Mapping[str, Sequence[SpanContext]],
         stop: asyncio.Event | None,
+        limited: asyncio.Event,
     ) -> list[ItemOutcome]:
         limit = asyncio.Semaphore(self._settings.push_concurrency)
 
         async def one(num_iid: int, skus: dict[SkuKey, str]) -> ItemOutcome:
             async with limit:
-                if stop is not None and stop.is_set():
+                if limited.is_set() or (stop is not None and stop.is_set()):
                     return not_pushed(num_iid, skus)
                 links = [ctx for code in skus.values() for ctx in parents.get(code, ())]
                 outcome = await self._guarded(num_iid, skus, links)
+                if isinstance(outcome.error, TaobaoCallLimited):
+                    limited.set()
                 self._on_item_done()
                 return outcome
 
@@ -174,7 +186,9 @@ class TaobaoProjection:
             raise
         return [task.result() for task in tasks]
 
-    async def _settle(self, outcomes: list[ItemOutcome], report: PushReport) -> None:
+    async def _settle(
+        self, outcomes: list[ItemOutcome], report: PushReport, *, app_wide: bool
+    ) -> None:
         """Combine items per code; confirm what fully succeeded, reschedule the rest."""
         by_code: dict[str, list[ItemOutcome]] = {}
         for outcome in outcomes:
@@ -191,6 +205,8 @@ class TaobaoProjection:
             retry_s = max(o.retry_s for o in items)
             if worst.state in SYNCED and len(known) == len(versions):
                 confirm[code] = min(known)
+            elif app_wide and all(o.error is None or app_wide_error(o.error) for o in items):
+                pass  # left where it is: the loop waits the condition out
             elif known:
                 retry.setdefault(retry_s, {})[code] = min(known)
             elif retry_s > 0:
@@ -214,18 +230,17 @@ class TaobaoProjection:
             await self._ledger.reschedule(read, now_ms + int(retry_s * 1000))
         await self._ledger.record_taobao(
             {
-                code: (push.version, push.state.value, push.quantity)
+                # The quantity only when Taobao took it: results say what Taobao was told.
+                code: (push.version, push.state.value, push.quantity if code in confirm else None)
                 for code, push in report.skus.items()
                 if push.version is not None
             }
         )
         report.items = [item_push(o, confirm, now_ms) for o in outcomes if o.leased]
-        retry_after_s, limited = app_wide_retry(outcomes)
-        if retry_after_s is not None and retry_after_s > (report.retry_after_s or 0.0):
-            report.retry_after_s = retry_after_s
-            report.limited = report.limited or limited
 
-    async def _lookup_failures(self, failed: Mapping[str, TaobaoError], report: PushReport) -> None:
+    async def _lookup_failures(
+        self, failed: Mapping[str, TaobaoError], report: PushReport, *, app_wide: bool
+    ) -> None:
         if not failed:
             return
         stock = await self._ledger.stock(failed)
@@ -233,12 +248,10 @@ class TaobaoProjection:
         for code, exc in failed.items():
             state, retry_s = failure_policy(exc)
             report.skus[code] = SkuPush(code, state, None, stock[code].version, error=str(exc))
-            by_retry.setdefault(retry_s, {})[code] = stock[code].version
+            if not (app_wide and app_wide_error(exc)):
+                by_retry.setdefault(retry_s, {})[code] = stock[code].version
         for retry_s, read in by_retry.items():
             await self._ledger.reschedule(read, self._clock_ms() + int(retry_s * 1000))
-        bans = [e.retry_after_s for e in failed.values() if isinstance(e, TaobaoCallLimited)]
-        if bans:
-            report.retry_after_s, report.limited = max(bans), True
 
     async def _unmapped(self, codes: list[str], report: PushReport) -> None:
         if not codes:
@@ -294,7 +307,13 @@ class TaobaoProjection:
             lost = asyncio.Event()
             keeper = asyncio.create_task(self._keep(lease, token, lost))
             try:
-                outcome = await self._push_leased(num_iid, skus)
+                outcome = await self._push_leased(num_iid, skus, lost)
+                # Still ours at the end? If not, another replica may have pushed a newer
+                # version while our last call was on its way, and ours may have landed last.
+                if not lost.is_set() and not await self._leases.renew(
+                    lease, token, self._settings.push_lease_s
+                ):
+                    lost.set()
             finally:
                 keeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -305,28 +324,39 @@ class TaobaoProjection:
             outcome.listings = {code: key for key, code in skus.items()}
             outcome.trace_id, outcome.trace_headers = trace_id, trace_headers
             outcome.event_trace_ids = tuple(dict.fromkeys(f"{c.trace_id:032x}" for c in links))
-            if lost.is_set() and outcome.state in SYNCED:
+            if lost.is_set():
                 # Someone else may have pushed a newer version meanwhile: confirm nothing,
-                # push again (the next attempt reads the newest ledger state).
-                outcome.state, outcome.retry_s = TaobaoState.PENDING, 0.0
+                # and push the item again whatever the ledger records as confirmed (the
+                # next attempt reads the newest ledger state; a full update is harmless).
+                log.warning("lost the push lease of item %s: pushing it again", num_iid)
+                await self._ledger.force_pending(skus.values())
+                if outcome.state in SYNCED:
+                    outcome.state, outcome.retry_s = TaobaoState.PENDING, 0.0
             return outcome
 
     async def _keep(self, lease: str, token: str, lost: asyncio.Event) -> None:
         ttl = self._settings.push_lease_s
         while True:
             await asyncio.sleep(ttl / 3)
-            if not await self._leases.renew(lease, token, ttl):
-                log.warning("lost the push lease %s", lease)
-                lost.set()
+            try:
+                held = await self._leases.renew(lease, token, ttl)
+            except DependencyError:
+                held = False  # cannot tell: behave as if lost, never as if held
+            if not held:
+                lost.set()  # the push stops before its next write (see ItemPusher)
                 return
 
-    async def _push_leased(self, num_iid: int, skus: dict[SkuKey, str]) -> ItemOutcome:
+    async def _push_leased(
+        self, num_iid: int, skus: dict[SkuKey, str], lost: asyncio.Event
+    ) -> ItemOutcome:
         stock = await self._ledger.stock(set(skus.values()))
         read: dict[str, int | None] = {code: stock[code].version for code in skus.values()}
         targets = {key: self._target(stock[code]) for key, code in skus.items()}
         by_code = {code: targets[key] for key, code in skus.items()}
         try:
-            plan, kinds = await self._pusher.execute(num_iid, targets)
+            plan, kinds = await self._pusher.execute(num_iid, targets, lease_lost=lost)
+        except LeaseLost:
+            return ItemOutcome(num_iid, read, by_code, TaobaoState.PENDING)
         except TaobaoError as exc:
             state, retry_s = failure_policy(exc)
             if (exc.sub_code or "").startswith(ITEM_GONE):

@@ -21,7 +21,7 @@ from opentelemetry.trace import Tracer
 
 from connector.contracts.codec import AvroCodec
 from connector.ingest.loop import IngestLoop
-from connector.kafka import EventConsumer, EventProducer, check_broker
+from connector.kafka import EventConsumer, EventProducer, check_broker, check_topics
 from connector.keys import Keys
 from connector.ledger.ledger import Ledger
 from connector.metrics import SyncMetrics
@@ -64,6 +64,7 @@ class Connector:
     ) -> Connector:
         tracer = tracer or get_tracer()
         await asyncio.to_thread(check_broker, settings.kafka)
+        await asyncio.to_thread(check_topics, settings.kafka)
         redis = await connect_redis(settings.redis)
         keys = Keys(settings.redis.key_prefix)
         http = build_http_client(settings.taobao)

@@ -13,8 +13,8 @@ import contextlib
 import sys
 from collections.abc import Iterator
 
-from connector.errors import ConfigError, ConnectorError, redact
-from connector.kafka import check_broker
+from connector.errors import ConfigError, ConnectorError, DependencyError, redact
+from connector.kafka import check_broker, check_topics
 from connector.keys import Keys
 from connector.redis_client import AsyncRedis, connect_redis
 from connector.settings import Settings
@@ -29,6 +29,12 @@ async def run_check(settings: Settings) -> int:
     failed: list[str] = []
     with _checking("kafka", secrets, failed):
         await asyncio.to_thread(check_broker, settings.kafka)
+        try:
+            await asyncio.to_thread(check_topics, settings.kafka)
+        except ConfigError as exc:
+            # The broker answered: a missing topic is this dependency's failure, and the
+            # other checks still run.
+            raise DependencyError(str(exc)) from exc
         _say("kafka: ok")
     redis: AsyncRedis | None = None
     with _checking("redis", secrets, failed):

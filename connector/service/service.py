@@ -87,4 +87,7 @@ async def _run_until_stopped(connector: Connector, stop: asyncio.Event, timeout_
     try:
         await asyncio.wait_for(task, timeout=timeout_s)
     except TimeoutError:
-        log.warning("the batch in hand did not finish in time: left uncommitted, it will replay")
+        log.warning(
+            "shutdown timed out: an uncommitted batch replays on another replica, and a Taobao "
+            "push cut short stays pending"
+        )

@@ -284,3 +284,10 @@ def test_a_declared_setting_shaped_like_a_service_link_is_still_read() -> None:
     settings = Settings.from_env(env)
 
     assert settings.runtime.http_port == 9100  # a real setting, though it ends in _PORT
+
+
+def test_one_topic_for_two_roles_is_rejected_naming_both() -> None:
+    message = _error({**BASE, "KAFKA_PUSHES_TOPIC": "stock-sync-results"})
+
+    assert "KAFKA_RESULTS_TOPIC and KAFKA_PUSHES_TOPIC" in message
+    assert "one role" in message

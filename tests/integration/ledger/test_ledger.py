@@ -3,6 +3,7 @@ reference model (``connector.ledger.stock``) for any arrival order and any redel
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 
@@ -377,8 +378,35 @@ async def test_reschedule_never_delays_a_newer_change(ledger: Ledger) -> None:
     await ledger.apply([wh(RECV, "A", 1, 1)])
     # A push read version 1 and failed; meanwhile another replica applied version 2.
     await ledger.apply([wh(RECV, "A", 1, 2)])
-    await ledger.reschedule({"A": 1}, until_ms=10**12)
-    assert await ledger.due(0, 10) == ["A"]  # still due now: the newer change goes out
+    await ledger.reschedule({"A": 1}, until_ms=10**13)
+    now_ms = int(time.time() * 1000)
+    assert await ledger.due(now_ms, 10) == ["A"]  # still due now: the newer change goes out
+
+
+async def test_the_oldest_pending_change_survives_retries_and_leaves_with_its_sku(
+    redis: Redis, keys: Keys
+) -> None:
+    base = 1_800_000_000_000
+    now = [base]
+    ledger = Ledger(redis, keys, dedupe_ttl_s=TTL_S, default_warehouse=W1, clock_ms=lambda: now[0])
+    assert await ledger.oldest_pending_ms() is None
+    await ledger.apply([wh(RECV, "A", 1, 1, eid="a1")])
+    assert await ledger.oldest_pending_ms() == base
+    now[0] = base + 5_000
+    await ledger.reschedule({"A": 1}, until_ms=base + 60_000)  # a retry score: time kept aside
+    assert await ledger.oldest_pending_ms() == base
+    now[0] = base + 6_000
+    await ledger.apply([wh(RECV, "B", 1, 2, eid="b1")])
+    assert await ledger.oldest_pending_ms() == base
+    await ledger.confirm({"A": 1})
+    assert await ledger.oldest_pending_ms() == base + 6_000  # A left, and its time with it
+
+    # B's push read version 1; a newer change came meanwhile: B keeps its place and time.
+    now[0] = base + 7_000
+    await ledger.apply([wh(RECV, "B", 1, 3, eid="b2")])
+    await ledger.reschedule({"B": 1}, until_ms=base + 60_000)
+    assert await ledger.oldest_pending_ms() == base + 6_000
+    assert await ledger.due(now[0], 10) == ["B"]
 
 
 async def test_reschedule_puts_back_a_sku_another_push_confirmed_too_early(

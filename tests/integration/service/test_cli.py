@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from connector.sandbox.server import SandboxServer
+from connector.settings import KafkaSettings
 
 pytestmark = pytest.mark.integration
 
@@ -46,13 +47,32 @@ def sandbox_env(
     }
 
 
+def topic_env(kafka: KafkaSettings) -> dict[str, str]:
+    return {kafka.env_name(field): getattr(kafka, field) for field in kafka.TOPICS}
+
+
 def test_check_passes_against_the_sandbox(
-    sandbox: SandboxServer, redis_url: str, broker: str
+    sandbox: SandboxServer, redis_url: str, kafka_settings: KafkaSettings
 ) -> None:
-    result = run_cli("check", env=sandbox_env(sandbox, redis_url, broker))
+    env = sandbox_env(sandbox, redis_url, kafka_settings.bootstrap_servers)
+    result = run_cli("check", env={**env, **topic_env(kafka_settings)})
 
     assert result.returncode == 0, result.stderr
+    assert "kafka: ok" in result.stderr
     assert "taobao: ok" in result.stderr
+
+
+def test_check_names_a_topic_missing_on_the_broker(
+    sandbox: SandboxServer, redis_url: str, kafka_settings: KafkaSettings
+) -> None:
+    env = sandbox_env(sandbox, redis_url, kafka_settings.bootstrap_servers)
+    topics = {**topic_env(kafka_settings), "KAFKA_PUSHES_TOPIC": "no-such-topic"}
+    result = run_cli("check", env={**env, **topics})
+
+    assert result.returncode == 1, result.stderr
+    assert "kafka: FAILED" in result.stderr
+    assert "KAFKA_PUSHES_TOPIC (no-such-topic)" in result.stderr
+    assert "taobao: ok" in result.stderr  # the other checks still ran
 
 
 def test_missing_settings_are_named_together() -> None:
@@ -107,9 +127,10 @@ def test_unreachable_broker_names_the_variable_and_the_rest_is_still_checked(
 
 
 def test_with_redis_down_taobao_is_reported_as_not_checked(
-    sandbox: SandboxServer, broker: str
+    sandbox: SandboxServer, kafka_settings: KafkaSettings
 ) -> None:
-    result = run_cli("check", env=sandbox_env(sandbox, "redis://127.0.0.1:9/0", broker))
+    env = sandbox_env(sandbox, "redis://127.0.0.1:9/0", kafka_settings.bootstrap_servers)
+    result = run_cli("check", env={**env, **topic_env(kafka_settings)})
 
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
