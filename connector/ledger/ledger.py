@@ -52,7 +52,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final, TypeVar
@@ -84,6 +92,9 @@ _RESCHEDULE_LUA = resources.files(__package__).joinpath("ledger_reschedule.lua")
 _REPORTED_LUA = resources.files(__package__).joinpath("ledger_reported.lua").read_text("utf-8")
 _TAOBAO_LUA = resources.files(__package__).joinpath("ledger_taobao.lua").read_text("utf-8")
 _REPLY_WIDTH = 8  # values per line in ledger_apply.lua's reply
+# Order lines per ledger_apply.lua call: bounds one call's time inside Redis (a few ms) and
+# the values it unpacks; an event is never split (an order has at most 1,000 lines).
+CHUNK_LINES: Final = 1000
 _MARK_CHUNK = 1000  # seen keys per ledger_reported.lua call
 # Ops whose lines carry a movement log key (ledger_apply.lua's key layout).
 _MOVES_STOCK = frozenset({"shipped", "move", "stocktake"})
@@ -93,11 +104,44 @@ _Line = tuple[str, int, str, str]  # sku, quantity, warehouse, dedupe key
 
 @dataclass(frozen=True, slots=True)
 class _Call:
-    """One script call: its KEYS, its one JSON argument, and the SKU of each line."""
+    """One script call: its KEYS and its one JSON argument."""
 
     keys: list[str]
     arg: str
-    skus: tuple[str, ...]
+
+
+class _ChunkBuilder:
+    """The KEYS (each once) and the events of one ledger_apply.lua call (layout there)."""
+
+    def __init__(self, keys: Keys) -> None:
+        self._keys = keys
+        self._index: dict[str, int] = {}
+        self.key_list = [keys.pending, keys.sku_index]
+        self.events: list[list[Any]] = []
+        self.lines = 0
+
+    def _key(self, key: str) -> int:
+        index = self._index.get(key)
+        if index is None:
+            self.key_list.append(key)
+            index = self._index[key] = len(self.key_list)  # Lua counts from 1
+        return index
+
+    def add(self, event: StockEvent, op: str, lines: list[_Line]) -> None:
+        k = self._keys
+        order = self._key(k.order(event.order_id)) if isinstance(event, OrderEvent) else 0
+        rows = []
+        for sku, quantity, warehouse, dedupe in lines:
+            log = self._key(k.movements(sku, warehouse)) if op in _MOVES_STOCK else 0
+            row = [sku, quantity, warehouse, dedupe, self._key(k.sku(sku))]
+            rows.append([*row, self._key(k.seen(dedupe)), log])
+        self.events.append([op, event.occurred_at_ms, event.event_id, order, rows])
+        self.lines += len(lines)
+
+    def call(self, ttl_s: int, retention_ms: int, change_score: int, attempt: str) -> _Call:
+        head = [ttl_s, retention_ms, change_score, attempt]
+        arg = json.dumps([*head, self.events], ensure_ascii=False, separators=(",", ":"))
+        return _Call(self.key_list, arg)
 
 
 def _text(value: bytes | str) -> str:
@@ -143,43 +187,41 @@ class Ledger:
     async def apply(self, events: Sequence[StockEvent]) -> list[EventOutcome]:
         """Apply events in order in one pipelined round trip; outcomes in input order.
 
-        On ``DependencyError`` some events may have been applied: retry the whole batch.
-        The applied ones come back as duplicates that are ``unreported`` (until
+        The events go in chunks (``CHUNK_LINES`` order lines at most), one atomic script
+        call each, all in one pipeline; each event sees the effects of the ones before it.
+        On ``DependencyError`` some chunks may have been applied: retry the whole batch.
+        Their events come back as duplicates that are ``unreported`` (until
         ``mark_reported``), with the effect and figures of that application.
         """
         now_ms = self._clock_ms()
         attempt = uuid.uuid4().hex[:12]  # this call's id: see ledger_apply.lua
-        calls = [self._call(event, now_ms, attempt) for event in events]
-        # An event without lines has nothing to apply: it gets no script call.
-        replies = iter(await self._run([call for call in calls if call.skus]))
+        prepared = [(event, *self._op_and_lines(event)) for event in events]
+        # An event without lines has nothing to apply: it is in no call.
+        calls = self._chunks([p for p in prepared if p[2]], now_ms - CHANGE_AHEAD_MS, attempt)
+        replies = await self._run(calls)
+        values = iter(" ".join(_text(r) for r in replies).split())
         return [
-            EventOutcome(event.event_id, _lines(call.skus, next(replies) if call.skus else ""))
-            for event, call in zip(events, calls, strict=True)
+            EventOutcome(event.event_id, _lines(tuple(line[0] for line in lines), values))
+            for event, _, lines in prepared
         ]
 
-    def _call(self, event: StockEvent, now_ms: int, attempt: str) -> _Call:
-        """KEYS and the JSON argument of ledger_apply.lua (layout in its header)."""
-        k = self._keys
-        keys = [k.pending, k.sku_index]
-        if isinstance(event, OrderEvent):
-            keys.append(k.order(event.order_id))
-        op, lines = self._op_and_lines(event)
-        for sku, _, warehouse, dedupe in lines:
-            keys.extend((k.sku(sku), k.seen(dedupe)))
-            if op in _MOVES_STOCK:
-                keys.append(k.movements(sku, warehouse))
-        change_score = now_ms - CHANGE_AHEAD_MS
-        head = [
-            op,
-            self._ttl_s,
-            self._retention_ms,
-            event.occurred_at_ms,
-            event.event_id,
-            change_score,
-            attempt,
-        ]
-        arg = json.dumps([*head, lines], ensure_ascii=False, separators=(",", ":"))
-        return _Call(keys, arg, tuple(line[0] for line in lines))
+    def _chunks(
+        self,
+        prepared: Sequence[tuple[StockEvent, str, list[_Line]]],
+        change_score: int,
+        attempt: str,
+    ) -> list[_Call]:
+        calls: list[_Call] = []
+        chunk: _ChunkBuilder | None = None
+        for event, op, lines in prepared:
+            if chunk is None or chunk.lines + len(lines) > CHUNK_LINES:
+                if chunk is not None:
+                    calls.append(chunk.call(self._ttl_s, self._retention_ms, change_score, attempt))
+                chunk = _ChunkBuilder(self._keys)
+            chunk.add(event, op, lines)
+        if chunk is not None:
+            calls.append(chunk.call(self._ttl_s, self._retention_ms, change_score, attempt))
+        return calls
 
     def _op_and_lines(self, event: StockEvent) -> tuple[str, list[_Line]]:
         """The script's op and its (sku, quantity, warehouse, dedupe key) per line."""
@@ -340,14 +382,13 @@ class Ledger:
         return min(times) if times else None
 
 
-def _lines(skus: tuple[str, ...], reply: bytes | str) -> tuple[LineOutcome, ...]:
-    """Parse ledger_apply.lua's reply: 8 space-separated values per line."""
-    values = _text(reply).split()
+def _lines(skus: tuple[str, ...], values: Iterator[str]) -> tuple[LineOutcome, ...]:
+    """Take one event's lines from ledger_apply.lua's replies: 8 values per line."""
     out = []
-    for i, sku in enumerate(skus):
-        effect, dup, available, reserved, on_hand, version, oversold, unreported = values[
-            i * _REPLY_WIDTH : (i + 1) * _REPLY_WIDTH
-        ]
+    for sku in skus:
+        effect, dup, available, reserved, on_hand, version, oversold, unreported = (
+            next(values) for _ in range(_REPLY_WIDTH)
+        )
         out.append(
             LineOutcome(
                 sku=sku,

@@ -1,46 +1,44 @@
--- Apply ONE stock event to the ledger: de-duplication, stock arithmetic, per-order line
--- state, movement logs, version and the pending outbox, all in this one atomic call.
--- The executable specification is connector/stock.py; connector/ledger.py documents fields.
+-- Apply a CHUNK of stock events to the ledger, in order, in one atomic call: de-duplication,
+-- stock arithmetic, per-order line state, movement logs, versions and the pending outbox.
+-- The executable specification is connector/ledger/stock.py; connector/ledger/ledger.py
+-- documents the fields. Each event sees the effects of the events before it in the chunk.
 --
 -- KEYS[1]   pending sorted set (SKU -> push priority: a changed SKU scores its change score,
---           a retry its retry time; lowest first, see connector/ledger.py)
+--           a retry its retry time; lowest first, see connector/ledger/ledger.py)
 -- KEYS[2]   SKU index set
--- KEYS[3]   order hash (order ops only); lines start at KEYS[4] for order ops, KEYS[3] else
--- then per line: SKU hash, de-dup ("seen") key, and for ops that move on-hand stock
---   (shipped, move, stocktake) the movement log of (SKU, warehouse)
+-- KEYS[3..] every other key the chunk touches, once each: SKU hashes, order hashes, de-dup
+--           ("seen") keys, movement logs of (SKU, warehouse); events refer to them by index
 --
--- ARGV[1]   JSON array: [op, dedupe_ttl_s, retention_ms, occurred_at_ms, event_id,
---           change_score, attempt, lines]
---   op            created | cancelled | shipped | refunded | move | stocktake
---   dedupe_ttl_s  TTL of the seen keys, and of the order hash once no line is reserved
+-- ARGV[1]   JSON array: [dedupe_ttl_s, retention_ms, change_score, attempt, events]
+--   dedupe_ttl_s  TTL of the seen keys, and of an order hash once no line is reserved
 --                 (an open order's state lives as long as its reservation)
---   retention_ms  how far (event time) the movement log reaches behind its newest entry
---   event_id      orders a stocktake against another at the same occurred_at
---   change_score  the pending score of a SKU this event changes (ledger.py: due now, ahead
+--   retention_ms  how far (event time) a movement log reaches behind its newest entry
+--   change_score  the pending score of a SKU the chunk changes (ledger.py: due now, ahead
 --                 of every retry, oldest change first)
 --   attempt       id of this apply call: a seen value carries it (`?<attempt>`) until
 --                 ledger_reported.lua says the outputs were produced, so a duplicate from
 --                 another attempt whose outputs never went out is reported as applied
---   lines         [[sku, quantity, warehouse, dedupe_key], ...]; quantity is the line
---                 quantity (orders), the signed delta (move) or the count (stocktake)
---   (One JSON argument rather than 5 + 4 per line: packing arguments is the client's cost.)
+--   events        [[op, occurred_at_ms, event_id, order_key (0: none), lines], ...]
+--     op          created | cancelled | shipped | refunded | move | stocktake
+--     lines       [[sku, quantity, warehouse, dedupe_key, sku_key, seen_key, log_key], ...];
+--                 *_key are indexes into KEYS (log_key 0 for ops that move no on-hand
+--                 stock); quantity is the line quantity (orders), the signed delta (move)
+--                 or the count (stocktake)
+--   (One JSON argument, keys by index: packing arguments is the client's cost.)
 --
--- Returns ONE string, 8 space-separated values per line (a flat string parses far faster
--- in a pure-Python client than a nested array):
+-- Returns ONE string, 8 space-separated values per line, lines in event order (a flat
+-- string parses far faster in a pure-Python client than a nested array):
 --   effect, duplicate (0/1), available, reserved, on_hand (total), version, oversold (0/1),
 --   unreported (0/1: a duplicate of an application whose outputs may never have gone out)
 --
--- A script never rolls back, so every read happens before the first write. Calls into
--- Redis dominate the cost, so reads and writes are batched per key where possible.
+-- Each SKU hash, order hash and seen key is read at most once and written at most once per
+-- chunk (a cache in between); a movement log's writes are queued in order, and a stocktake
+-- reads the log together with what the chunk queued for it. Every read happens before the
+-- first write (a script never rolls back: a failure leaves the chunk unapplied, whole), and
+-- everything is validated first. The caller bounds a chunk's size (ledger.py), so a call
+-- stays short.
 
-local op, ttl, retention, at, event_id, change_score, attempt, args =
-  unpack(cjson.decode(ARGV[1]))
-
-local is_order = op == 'created' or op == 'cancelled' or op == 'shipped' or op == 'refunded'
-local moves_stock = op == 'shipped' or op == 'move' or op == 'stocktake'
-local order_key = KEYS[3]
-local key_base = is_order and 4 or 3
-local keys_per_line = moves_stock and 3 or 2
+local ttl, retention, change_score, attempt, events = unpack(cjson.decode(ARGV[1]))
 
 local function int(x)
   -- tostring() would print large numbers in exponent form.
@@ -61,22 +59,114 @@ local function bytes_less(a, b)
   return #a < #b
 end
 
--- ---------------------------------------------------------------- phase 1: read
+local ORDER_OPS = {created = true, cancelled = true, shipped = true, refunded = true}
+local STOCK_OPS = {shipped = true, move = true, stocktake = true}
 
-local function read_line(i)
-  local k = key_base + (i - 1) * keys_per_line
-  local sku, qty, wh, dedupe = unpack(args[i])
-  local l = {sku_key = KEYS[k], seen_key = KEYS[k + 1], sku = sku, qty = qty, wh = wh,
-    dedupe = dedupe}
-  if moves_stock then
-    l.log_key = KEYS[k + 2]
+-- ---------------------------------------------------------------- validate (no writes)
+
+for n, e in ipairs(events) do
+  local op, order_key, lines = e[1], e[4], e[5]
+  if not (ORDER_OPS[op] or op == 'move' or op == 'stocktake') then
+    return redis.error_reply('ledger: event ' .. n .. ': unknown op ' .. tostring(op))
   end
-  l.seen = redis.call('GET', l.seen_key)
+  if ORDER_OPS[op] and not KEYS[order_key] then
+    return redis.error_reply('ledger: event ' .. n .. ': no order key')
+  end
+  for _, line in ipairs(lines) do
+    if not (KEYS[line[5]] and KEYS[line[6]]) or (STOCK_OPS[op] and not KEYS[line[7]]) then
+      return redis.error_reply('ledger: event ' .. n .. ': a line names a missing key')
+    end
+  end
+end
+
+-- ---------------------------------------------------------------- the chunk's cache
+
+local skus = {}     -- KEYS index -> SKU state (read once, written once)
+local orders = {}   -- KEYS index -> order state
+local seens = {}    -- KEYS index -> {value = stored value or false, write = new value, ex}
+local logs = {}     -- KEYS index -> {ops = queued writes in order, adds = {member = score}}
+local pending, new_skus = {}, {}
+
+local function log_state(k)
+  local g = logs[k]
+  if not g then
+    g = {ops = {}, adds = {}}
+    logs[k] = g
+  end
+  return g
+end
+
+local function warehouse(h, i)
+  return {on_hand = num(h[i]), st_at = tonumber(h[i + 1]), st_id = h[i + 2] or nil,
+    mv_trim = tonumber(h[i + 3])}
+end
+
+-- A SKU and one of its warehouses: one HMGET on first touch, another only for a second
+-- warehouse of the same SKU.
+local function sku_state(k, sku, wh)
+  local s = skus[k]
+  if not s then
+    local h = redis.call('HMGET', KEYS[k], 'on_hand', 'reserved', 'version',
+      'oh:' .. wh, 'st_at:' .. wh, 'st_id:' .. wh, 'mv_trim:' .. wh)
+    s = {sku = sku, on_hand = num(h[1]), reserved = num(h[2]), version = num(h[3]),
+      known = h[3] ~= false, wh = {[wh] = warehouse(h, 4)}, dirty = {}}
+    skus[k] = s
+  elseif not s.wh[wh] then
+    local h = redis.call('HMGET', KEYS[k], 'oh:' .. wh, 'st_at:' .. wh, 'st_id:' .. wh,
+      'mv_trim:' .. wh)
+    s.wh[wh] = warehouse(h, 1)
+  end
+  return s, s.wh[wh]
+end
+
+local function order_state(k)
+  local o = orders[k]
+  if not o then
+    o = {fields = {}, dirty = {}, open_delta = 0, written = false}
+    orders[k] = o
+  end
+  return o
+end
+
+-- One HMGET per event for the order lines the cache does not hold yet.
+local function load_order_lines(o, k, lines)
+  local want = {}
+  for _, l in ipairs(lines) do
+    if o.fields['state:' .. l.sku] == nil then
+      want[#want + 1] = 'state:' .. l.sku
+      want[#want + 1] = 'reserved:' .. l.sku
+    end
+  end
+  if #want > 0 then
+    local got = redis.call('HMGET', KEYS[k], unpack(want))
+    for i = 1, #want do
+      o.fields[want[i]] = got[i]
+    end
+  end
+end
+
+local function seen_value(k)
+  local v = seens[k]
+  if not v then
+    v = {value = redis.call('GET', KEYS[k])}
+    seens[k] = v
+  end
+  return v
+end
+
+-- ---------------------------------------------------------------- read one line
+
+local function read_line(line)
+  local sku, qty, wh, dedupe, sku_k, seen_k, log_k = unpack(line)
+  local l = {sku = sku, qty = qty, wh = wh, dedupe = dedupe, seen_k = seen_k,
+    log_key = log_k ~= 0 and KEYS[log_k] or nil, log_k = log_k}
+  local seen = seen_value(seen_k).value
+  l.seen = seen or nil
   local mark = l.seen and string.find(l.seen, '?', 1, true)
   if mark then
-    -- Applied, outputs not known to be produced (`?<attempt>:<figures>`, see write): by
-    -- another attempt (a retry after a lost reply, a redelivery after a crash) the
-    -- application is reported again, with the figures it had then.
+    -- Applied, outputs not known to be produced (`?<attempt>:<figures>`): by another
+    -- attempt (a retry after a lost reply, a redelivery after a crash) the application is
+    -- reported again, with the figures it had then.
     local rest = string.sub(l.seen, mark + 1)
     local colon = string.find(rest, ':', 1, true)
     l.unreported = string.sub(rest, 1, (colon or 0) - 1) ~= attempt
@@ -87,31 +177,15 @@ local function read_line(i)
     -- The first application oversold: a replay reports it again, so its alert is re-raised.
     l.seen, l.seen_oversold = string.sub(l.seen, 1, -2), true
   end
-  local h = redis.call('HMGET', l.sku_key, 'on_hand', 'reserved', 'version',
-    'oh:' .. wh, 'st_at:' .. wh, 'st_id:' .. wh, 'mv_trim:' .. wh)
-  l.on_hand, l.reserved, l.version, l.wh_on_hand = num(h[1]), num(h[2]), num(h[3]), num(h[4])
-  l.known = h[3] ~= false -- every write sets `version`: absent means new to the index
-  l.st_at, l.st_id, l.mv_trim = tonumber(h[5]), h[6], tonumber(h[7])
-  if op == 'stocktake' then
-    l.later = redis.call('ZRANGEBYSCORE', l.log_key, '(' .. int(at), '+inf')
-  end
+  l.s, l.w = sku_state(sku_k, sku, wh)
+  l.on_hand, l.reserved, l.version, l.known = l.s.on_hand, l.s.reserved, l.s.version, l.s.known
+  l.wh_on_hand, l.st_at, l.st_id, l.mv_trim = l.w.on_hand, l.w.st_at, l.w.st_id, l.w.mv_trim
   return l
 end
 
--- One HMGET for every line of the order.
-local function read_order_lines(lines)
-  local fields = {}
-  for _, l in ipairs(lines) do
-    fields[#fields + 1] = 'state:' .. l.sku
-    fields[#fields + 1] = 'reserved:' .. l.sku
-  end
-  local o = redis.call('HMGET', order_key, unpack(fields))
-  for i, l in ipairs(lines) do
-    l.state, l.line_reserved = o[2 * i - 1], num(o[2 * i])
-  end
-end
-
 -- ---------------------------------------------------------------- decide (no writes)
+
+local at, event_id -- of the event being applied
 
 -- A movement at or before the warehouse's stocktake is already counted in it.
 local function superseded(l)
@@ -184,57 +258,78 @@ function planners.stocktake(l)
     -- The log may have dropped movements after `at`: a recount would be wrong.
     l.effect = 'stocktake_too_old'
   else
-    local later = 0
-    for _, member in ipairs(l.later) do
+    -- Movements after the count: in the log, and queued by this chunk. (What the chunk
+    -- removes from a log is never after a count it applies: trims stay below mv_trim and
+    -- stocktake cuts below their own time, both at most `at`.)
+    local later, counted = 0, {}
+    for _, member in ipairs(redis.call('ZRANGEBYSCORE', l.log_key, '(' .. int(at), '+inf')) do
+      counted[member] = true
       later = later + tonumber(string.match(member, '|(-?%d+)$'))
+    end
+    for member, score in pairs(log_state(l.log_k).adds) do
+      if score > at and not counted[member] then
+        later = later + tonumber(string.match(member, '|(-?%d+)$'))
+      end
     end
     l.effect, l.d_wh, l.stocktake = 'stocktake_applied', l.qty + later - l.wh_on_hand, true
   end
 end
 
--- ---------------------------------------------------------------- phase 2: write
+-- ---------------------------------------------------------------- apply to the cache
 
--- Append to the movement log and return the hash fields to set. Trimming to the retention
--- horizon happens in steps of a quarter of it (not on every write), and `mv_trim:<wh>`
--- records the horizon: a stocktake older than it can no longer be recomputed.
-local function append_log(l, fields)
-  redis.call('ZADD', l.log_key, at, l.dedupe .. '|' .. int(l.log))
+-- Append to the movement log. Trimming to the retention horizon happens in steps of a
+-- quarter of it (not on every write), and `mv_trim:<wh>` records the horizon: a stocktake
+-- older than it can no longer be recomputed.
+local function append_log(l)
+  local g = log_state(l.log_k)
+  local member = l.dedupe .. '|' .. int(l.log)
+  g.adds[member] = at
+  g.ops[#g.ops + 1] = {'ZADD', int(at), member}
   local horizon = at - retention
   if l.mv_trim == nil or horizon >= l.mv_trim + retention / 4 then
     if l.mv_trim ~= nil then
-      redis.call('ZREMRANGEBYSCORE', l.log_key, '-inf', '(' .. int(horizon))
+      g.ops[#g.ops + 1] = {'ZREMRANGEBYSCORE', '-inf', '(' .. int(horizon)}
     end
-    fields[#fields + 1], fields[#fields + 2] = 'mv_trim:' .. l.wh, int(horizon)
+    l.w.mv_trim = horizon
+    l.s.dirty['mv_trim:' .. l.wh] = int(horizon)
   end
 end
 
--- The new figures are computed from what phase 1 read, so each SKU hash gets one HSET.
-local function write_sku(l, pending)
+local function apply_sku(l)
+  local s, w = l.s, l.w
   local d_wh, d_res = l.d_wh or 0, l.d_res or 0
   -- A first count of a SKU states its stock even when it is 0: Taobao must hear it once.
   -- (A refund or an early cancel of an unknown SKU states nothing and pushes nothing.)
-  if d_wh ~= 0 or d_res ~= 0 or (l.stocktake and not l.known) then
-    l.version = l.version + 1
-    pending[#pending + 1], pending[#pending + 2] = int(change_score), l.sku
+  if d_wh ~= 0 or d_res ~= 0 or (l.stocktake and not s.known) then
+    s.version = s.version + 1
+    pending[s.sku] = true
   elseif not (l.log or l.stocktake) then
     return
   end
-  local fields = {'version', int(l.version), 'reserved', int(l.reserved + d_res)}
+  l.version = s.version
+  s.reserved = s.reserved + d_res
+  s.dirty.version, s.dirty.reserved = int(s.version), int(s.reserved)
   if d_wh ~= 0 or l.stocktake then
-    fields[5], fields[6] = 'on_hand', int(l.on_hand + d_wh)
-    fields[7], fields[8] = 'oh:' .. l.wh, int(l.wh_on_hand + d_wh)
+    s.on_hand, w.on_hand = s.on_hand + d_wh, w.on_hand + d_wh
+    s.dirty.on_hand, s.dirty['oh:' .. l.wh] = int(s.on_hand), int(w.on_hand)
   end
   if l.log then
-    append_log(l, fields)
+    append_log(l)
   end
   if l.stocktake then
-    redis.call('ZREMRANGEBYSCORE', l.log_key, '-inf', int(at))
-    fields[#fields + 1], fields[#fields + 2] = 'st_at:' .. l.wh, int(at)
-    fields[#fields + 1], fields[#fields + 2] = 'st_id:' .. l.wh, event_id
+    local g = log_state(l.log_k)
+    g.ops[#g.ops + 1] = {'ZREMRANGEBYSCORE', '-inf', int(at)}
+    for member, score in pairs(g.adds) do
+      if score <= at then
+        g.adds[member] = nil
+      end
+    end
+    w.st_at, w.st_id = at, event_id
+    s.dirty['st_at:' .. l.wh], s.dirty['st_id:' .. l.wh] = int(at), event_id
   end
-  redis.call('HSET', l.sku_key, unpack(fields))
-  if not l.known then
-    redis.call('SADD', KEYS[2], l.sku)
+  if not s.known then
+    s.known = true
+    new_skus[#new_skus + 1] = s.sku
   end
 end
 
@@ -257,45 +352,27 @@ local function unreported_value(effect, oversold, figures)
   return effect .. (oversold and '!' or '') .. '?' .. attempt .. figures
 end
 
-local function write(lines)
-  local pending, order_fields, open_delta = {}, {}, 0
-  for _, l in ipairs(lines) do
-    if l.unreported then
-      -- Now reported by this attempt: a later copy in this batch is a plain duplicate.
-      redis.call('SET', l.seen_key, unreported_value(l.seen, l.seen_oversold, l.figures),
-        'KEEPTTL')
-    elseif not (l.seen or l.dup) then
-      write_sku(l, pending)
-      local available, reserved, on_hand, version = figures_after(l)
-      local figures = ':' .. table.concat(
-        {int(available), int(reserved), int(on_hand), int(version)}, ':')
-      redis.call('SET', l.seen_key, unreported_value(l.effect, oversold_by(l), figures),
-        'EX', ttl)
-      if l.new_state then
-        order_fields[#order_fields + 1] = 'state:' .. l.sku
-        order_fields[#order_fields + 1] = l.new_state
-        order_fields[#order_fields + 1] = 'reserved:' .. l.sku
-        order_fields[#order_fields + 1] = int(l.new_line_reserved)
-        open_delta = open_delta + (l.new_state == 'reserved' and 1 or 0)
-          - (l.state == 'reserved' and 1 or 0)
-      end
-    end
-  end
-  if #pending > 0 then
-    -- LT: a SKU already waiting keeps its earlier score, so changes go out oldest first
-    -- (with equal scores the order would be by name, and a late-sorting code could wait
-    -- forever), and a SKU waiting for a retry is brought forward by a new change.
-    redis.call('ZADD', KEYS[1], 'LT', unpack(pending))
-  end
-  if #order_fields > 0 then
-    redis.call('HSET', order_key, unpack(order_fields))
-    -- `open` counts the lines still reserved. The order's state guards its reservation
-    -- (a cancel or shipment releases what it says), so it must not expire while any line
-    -- holds stock, however long the order stays open (presales ship weeks later).
-    if redis.call('HINCRBY', order_key, 'open', open_delta) > 0 then
-      redis.call('PERSIST', order_key)
-    else
-      redis.call('EXPIRE', order_key, ttl)
+local function apply_line(l, o)
+  local seen = seens[l.seen_k]
+  if l.unreported then
+    -- Now reported by this attempt: a later copy in this chunk is a plain duplicate.
+    seen.value = unreported_value(l.seen, l.seen_oversold, l.figures)
+    seen.write, seen.ex = seen.value, seen.ex or false
+  elseif not (l.seen or l.dup) then
+    apply_sku(l)
+    local available, reserved, on_hand, version = figures_after(l)
+    local figures = ':' .. table.concat(
+      {int(available), int(reserved), int(on_hand), int(version)}, ':')
+    seen.value = unreported_value(l.effect, oversold_by(l), figures)
+    seen.write, seen.ex = seen.value, true
+    if l.new_state then
+      o.fields['state:' .. l.sku], o.fields['reserved:' .. l.sku] = l.new_state,
+        l.new_line_reserved
+      o.dirty['state:' .. l.sku] = l.new_state
+      o.dirty['reserved:' .. l.sku] = int(l.new_line_reserved)
+      o.written = true
+      o.open_delta = o.open_delta + (l.new_state == 'reserved' and 1 or 0)
+        - (l.state == 'reserved' and 1 or 0)
     end
   end
 end
@@ -304,9 +381,9 @@ local function outcome(l)
   local available, reserved, on_hand, version = figures_after(l)
   if l.unreported and l.figures ~= '' then
     -- Reported as the application it was: with the figures right after it.
-    local a, r, o, v = string.match(l.figures, '^:(-?%d+):(-?%d+):(-?%d+):(%d+)$')
+    local a, r, oh, v = string.match(l.figures, '^:(-?%d+):(-?%d+):(-?%d+):(%d+)$')
     if v then
-      available, reserved, on_hand, version = tonumber(a), tonumber(r), tonumber(o), tonumber(v)
+      available, reserved, on_hand, version = tonumber(a), tonumber(r), tonumber(oh), tonumber(v)
     end
   end
   local dup = (l.seen or l.dup) and 1 or 0
@@ -316,31 +393,98 @@ local function outcome(l)
       int(version), oversold, l.unreported and 1 or 0}, ' ')
 end
 
--- ---------------------------------------------------------------- main
+-- ---------------------------------------------------------------- one event
 
-if not planners[op] then
-  return redis.error_reply('ledger: unknown op ' .. tostring(op))
-end
-if #KEYS ~= key_base - 1 + #args * keys_per_line then
-  return redis.error_reply('ledger: ' .. #KEYS .. ' keys do not fit ' .. #args .. ' lines')
-end
+local out = {}
 
-local lines = {}
-for i = 1, #args do
-  lines[i] = read_line(i)
-end
-if is_order then
-  read_order_lines(lines)
-end
-for _, l in ipairs(lines) do
-  if not l.seen then
-    planners[op](l)
+local function apply_event(e)
+  local op, order_k, args = e[1], e[4], e[5]
+  at, event_id = e[2], e[3]
+  local lines = {}
+  for i, line in ipairs(args) do
+    lines[i] = read_line(line)
+  end
+  local o = nil
+  if ORDER_OPS[op] then
+    o = order_state(order_k)
+    load_order_lines(o, order_k, lines)
+    for _, l in ipairs(lines) do
+      l.state = o.fields['state:' .. l.sku] or nil
+      l.line_reserved = num(o.fields['reserved:' .. l.sku])
+    end
+  end
+  for _, l in ipairs(lines) do
+    if not l.seen then
+      planners[op](l)
+    end
+  end
+  -- Decided on what the event saw, then written: an event's lines never see each other.
+  for _, l in ipairs(lines) do
+    apply_line(l, o)
+  end
+  for _, l in ipairs(lines) do
+    out[#out + 1] = outcome(l)
   end
 end
 
-write(lines)
-local out = {}
-for i, l in ipairs(lines) do
-  out[i] = outcome(l)
+-- ---------------------------------------------------------------- main
+
+for _, e in ipairs(events) do
+  apply_event(e)
+end
+
+-- Write what the cache holds, once per key, and the queued log writes in their order.
+for k, g in pairs(logs) do
+  for _, op in ipairs(g.ops) do
+    redis.call(op[1], KEYS[k], op[2], op[3])
+  end
+end
+for k, s in pairs(skus) do
+  local fields = {}
+  for field, value in pairs(s.dirty) do
+    fields[#fields + 1], fields[#fields + 2] = field, value
+  end
+  if #fields > 0 then
+    redis.call('HSET', KEYS[k], unpack(fields))
+  end
+end
+if #new_skus > 0 then
+  redis.call('SADD', KEYS[2], unpack(new_skus))
+end
+local marks = {}
+for sku in pairs(pending) do
+  marks[#marks + 1], marks[#marks + 2] = int(change_score), sku
+end
+if #marks > 0 then
+  -- LT: a SKU already waiting keeps its earlier score, so changes go out oldest first
+  -- (with equal scores the order would be by name, and a late-sorting code could wait
+  -- forever), and a SKU waiting for a retry is brought forward by a new change.
+  redis.call('ZADD', KEYS[1], 'LT', unpack(marks))
+end
+for k, v in pairs(seens) do
+  if v.write then
+    if v.ex then
+      redis.call('SET', KEYS[k], v.write, 'EX', ttl)
+    else
+      redis.call('SET', KEYS[k], v.write, 'KEEPTTL')
+    end
+  end
+end
+for k, o in pairs(orders) do
+  if o.written then
+    local fields = {}
+    for field, value in pairs(o.dirty) do
+      fields[#fields + 1], fields[#fields + 2] = field, value
+    end
+    redis.call('HSET', KEYS[k], unpack(fields))
+    -- `open` counts the lines still reserved. The order's state guards its reservation
+    -- (a cancel or shipment releases what it says), so it must not expire while any line
+    -- holds stock, however long the order stays open (presales ship weeks later).
+    if redis.call('HINCRBY', KEYS[k], 'open', o.open_delta) > 0 then
+      redis.call('PERSIST', KEYS[k])
+    else
+      redis.call('EXPIRE', KEYS[k], ttl)
+    end
+  end
 end
 return table.concat(out, ' ')

@@ -470,27 +470,26 @@ async def test_a_duplicate_in_the_middle_of_a_batch_does_not_disturb_the_others(
     await assert_matches_reference(ledger, [first, *batch])
 
 
-async def test_an_event_whose_script_fails_writes_nothing(
+async def test_a_chunk_whose_script_fails_writes_nothing(
     ledger: Ledger, redis: Redis, keys: Keys
 ) -> None:
-    # Corrupt B's hash key so that the script fails on the event's SECOND line.
+    # Corrupt B's hash key so that the script fails on the second event's SECOND line,
+    # after the first event (a movement, with its log) was worked out.
     await redis.set(keys.sku("B"), "not a hash")
     bad = order(C, "o1", 1, ("A", 2), ("B", 1))
     batch: list[StockEvent] = [wh(RECV, "A", 5, 1), bad, wh(RECV, "C", 1, 1)]
     with pytest.raises(DependencyError):
         await ledger.apply(batch)
-    # The events around it were applied; the failing one left no trace, not even line A.
-    assert (await ledger.stock(["A"]))["A"].reserved == 0
-    assert not await redis.exists(keys.order("o1"), keys.seen(line_key("o1", "A", C)))
+    # The chunk left no trace: not the movement before it, its log, nor line A.
+    a = (await ledger.stock(["A"]))["A"]
+    assert (a.version, a.reserved, dict(a.on_hand)) == (0, 0, {})
+    assert not await redis.exists(
+        keys.order("o1"), keys.seen(line_key("o1", "A", C)), keys.movements("A", W1)
+    )
     await redis.delete(keys.sku("B"))
-    # Retrying the whole batch applies the failed event once and only once.
+    # Retrying the whole batch applies every event once and only once.
     outcomes = await ledger.apply(batch)
-    assert effects(outcomes) == [
-        "dup:on_hand_changed",
-        "reserved",
-        "reserved",
-        "dup:on_hand_changed",
-    ]
+    assert effects(outcomes) == ["on_hand_changed", "reserved", "reserved", "on_hand_changed"]
     await assert_matches_reference(ledger, batch)
 
 
