@@ -116,7 +116,8 @@ def inject_context(
 ) -> tuple[tuple[str, bytes], ...]:
     """Headers plus ``traceparent`` (and ``tracestate``) pointing at ``span``."""
     carrier = [(k, v) for k, v in headers if k not in ("traceparent", "tracestate")]
-    _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span), setter=_HeaderSetter())
+    if span.get_span_context().is_valid:  # (tracing off and no upstream trace: nothing to add)
+        _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span), setter=_HeaderSetter())
     return tuple(carrier)
 
 

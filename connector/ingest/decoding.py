@@ -65,7 +65,8 @@ class Decoder:
     def decode(self, inbound: Inbound) -> Decoded:
         span = self._tracer.start_span(
             f"{inbound.topic} process",
-            context=extract_context(inbound.headers),
+            # Only a message that carries headers can carry a trace context.
+            context=extract_context(inbound.headers) if inbound.headers else None,
             kind=SpanKind.CONSUMER,
             attributes={
                 "messaging.system": "kafka",

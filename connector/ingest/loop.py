@@ -4,15 +4,17 @@ One batch at a time, in this order, so that every guarantee in the README's "How
 
 1. decode and validate every message (bad input becomes a dead letter, never a crash);
 2. apply the valid events to the ledger in one pipelined round trip (exactly once: the
-   de-duplication key is written by the same Lua call as the effect, and the SKUs changed
-   are marked pending in that same call: the outbox the projection loop drains);
+   de-duplication key is written by the same atomic Lua call as the effect, and the SKUs
+   changed are marked pending in that same call: the outbox the projection loop drains;
+   the call also reads where Taobao stands for the batch's SKUs);
 3. tell the projection loop which SKUs changed (an in-process wake-up, with the events'
-   span contexts for its links), and read where Taobao stands for the batch's SKUs;
+   span contexts for its links);
 4. produce one result per input, the alerts and the dead letters, and wait for the broker
-   to acknowledge them; then mark the applications reported in the ledger;
-5. only then commit the batch's offsets.
+   to acknowledge them;
+5. only then mark the applications reported in the ledger and commit the batch's offsets
+   (the two at once: each needs the acknowledgement, neither needs the other).
 
-A crash anywhere before 5 redelivers the batch; the ledger de-duplicates it and the pending
+A crash anywhere before the commit redelivers the batch; the ledger de-duplicates it and the pending
 set still pushes what never reached Taobao. An event whose application was never marked
 reported is reported again as applied (its effect from then, its alerts with the same ids);
 one already reported comes back as a duplicate. Redis or broker failures are retried in place
@@ -23,8 +25,11 @@ projection waits it out on its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
@@ -45,6 +50,7 @@ from connector.ingest.reporting import (
 )
 from connector.kafka import EventConsumer, EventProducer, Inbound, Outbound
 from connector.ledger.ledger import Ledger
+from connector.ledger.outcomes import TaobaoView
 from connector.metrics import SyncMetrics
 from connector.push.mapping import MappingCache
 from connector.retrying import LoopHealth, Stopped, retry_step
@@ -75,6 +81,11 @@ class IngestState(LoopHealth):
 class _Batch:
     messages: list[Decoded]
     outbound: list[Outbound] = field(default_factory=list)
+    # Counted per batch and added to the metrics once per label set: an OpenTelemetry
+    # Counter.add with attributes costs tens of microseconds, too much once per event.
+    events: Counter[tuple[str, str]] = field(default_factory=Counter)
+    alerts: Counter[str] = field(default_factory=Counter)
+    dead_letters: Counter[str] = field(default_factory=Counter)
 
 
 class IngestLoop:
@@ -114,16 +125,42 @@ class IngestLoop:
     # ------------------------------------------------------------------ loop
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` is set; the batch in hand is finished and committed."""
+        """Consume until ``stop`` is set; the batch in hand is finished and committed.
+
+        Two stages overlap: while one batch waits for Redis and the broker, the next one is
+        fetched and decoded (a queue of one between them). Batches are applied, produced and
+        committed strictly in order; a batch fetched but not yet applied when the loop stops
+        is left uncommitted (it is redelivered, to this member or the next).
+        """
         self._stop = stop
+        ready: asyncio.Queue[tuple[list[Inbound], list[Decoded]]] = asyncio.Queue(maxsize=1)
+        fetcher = asyncio.create_task(self._fetch(ready, stop), name="ingest fetch")
         try:
             while not stop.is_set():
                 self.state.progress()
-                batch = await asyncio.to_thread(self._poll)
-                if batch:
-                    await self.process(batch)
+                fetched = await _next(ready, fetcher, stop)
+                if fetched is None:
+                    break
+                await self._handle(*fetched)
         except Stopped as stopped:
             log.warning("ingest stopped while retrying %s; nothing uncommitted is lost", stopped)
+        finally:
+            fetcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Stopped):
+                await fetcher
+            while not ready.empty():  # fetched, never applied: redelivered later
+                for message in ready.get_nowait()[1]:
+                    message.span.end()
+
+    async def _fetch(
+        self, ready: asyncio.Queue[tuple[list[Inbound], list[Decoded]]], stop: asyncio.Event
+    ) -> None:
+        while not stop.is_set():
+            batch = await asyncio.to_thread(self._poll)
+            if batch:
+                decode = functools.partial(self._off_loop, self._decode, batch)
+                messages = await self._retrying("decode", decode)
+                await ready.put((batch, messages))
 
     def _poll(self) -> list[Inbound]:
         # In the consumer's thread: the lag snapshot comes from librdkafka's cached values.
@@ -134,11 +171,16 @@ class IngestLoop:
         return batch
 
     async def process(self, batch: Sequence[Inbound]) -> None:
+        """Decode, apply, emit and commit one batch (the loop's second stage, and its first)."""
+        messages = await self._retrying("decode", lambda: self._off_loop(self._decode, batch))
+        await self._handle(batch, messages)
+
+    async def _handle(self, batch: Sequence[Inbound], messages: list[Decoded]) -> None:
         started = time.monotonic()
-        work = _Batch(await self._retrying("decode", lambda: self._off_loop(self._decode, batch)))
+        work = _Batch(messages)
         try:
-            applied = await self._apply(work)
-            standing = await self._standing(applied)
+            applied, views = await self._apply(work)
+            standing = await self._standing(views)
             await self._retrying(
                 "encode", lambda: self._off_loop(self._emit, work, applied, standing)
             )
@@ -151,13 +193,33 @@ class IngestLoop:
             # Only now is each application reported: a redelivery from here on is a plain
             # duplicate, while one that comes before (a crash, a lost reply) reports it again.
             reported = [item.event for _, item in applied if not item.outcome.duplicate]
-            await self._retrying("ledger", lambda: self._ledger.mark_reported(reported))
-            await self._retrying("commit", lambda: asyncio.to_thread(self._consumer.commit, batch))
+            # Marking and committing both wait for the outputs' acknowledgement, not for
+            # each other: either order is safe (a redelivery before the mark is reported
+            # again as the application; a commit before it means no redelivery), so the
+            # two round trips overlap.
+            outcomes = await asyncio.gather(
+                self._retrying("ledger", lambda: self._ledger.mark_reported(reported)),
+                self._retrying("commit", lambda: asyncio.to_thread(self._consumer.commit, batch)),
+                return_exceptions=True,
+            )
+            for failed in outcomes:
+                if isinstance(failed, BaseException):
+                    raise failed
         finally:
             for message in work.messages:
                 message.span.end()
         self.state.batches += 1
+        self._count(work)
         self._metrics.batches.record(time.monotonic() - started)
+
+    def _count(self, work: _Batch) -> None:
+        m = self._metrics
+        for (kind, status), n in work.events.items():
+            m.events.add(n, {"type": kind, "status": status})
+        for alert_kind, n in work.alerts.items():
+            m.alerts.add(n, {"kind": alert_kind})
+        for reason, n in work.dead_letters.items():
+            m.dead_letters.add(n, {"reason": reason})
 
     # ------------------------------------------------------------------ steps
 
@@ -173,13 +235,15 @@ class IngestLoop:
             raise
         return messages
 
-    async def _apply(self, work: _Batch) -> list[tuple[Decoded, Applied]]:
+    async def _apply(
+        self, work: _Batch
+    ) -> tuple[list[tuple[Decoded, Applied]], dict[str, TaobaoView]]:
         valid = [m for m in work.messages if m.event is not None]
         if not valid:
-            return []
+            return [], {}
         events = [m.event for m in valid if m.event is not None]
         started = time.monotonic()
-        outcomes = await self._retrying("ledger", lambda: self._ledger.apply(events))
+        outcomes, views = await self._retrying("ledger", lambda: self._ledger.apply_viewing(events))
         self._metrics.ledger_s.record(time.monotonic() - started)
         self._child_spans(valid, "ledger apply", started)
         applied = [
@@ -188,22 +252,24 @@ class IngestLoop:
             if m.event is not None
         ]
         self._on_changed(_changed(applied))
-        return applied
+        return applied, views
 
-    async def _standing(self, applied: list[tuple[Decoded, Applied]]) -> Standing:
-        """Where Taobao stands for the batch's SKUs, from the ledger: no Taobao call."""
-        codes = list(dict.fromkeys(line.sku for _, a in applied for line in a.outcome.lines))
-        if not codes:
+    async def _standing(self, views: dict[str, TaobaoView]) -> Standing:
+        """Where Taobao stands for the batch's SKUs: read by the ledger step itself, and
+        which codes the mapping cache knows are not on Taobao. No Taobao call."""
+        if not views:
             return Standing({}, safety_stock=self._sync.safety_stock)
-        stock = await self._retrying("ledger", lambda: self._ledger.stock(codes))
-        unmapped = await self._retrying("mapping", lambda: self._mapping.known_unmapped(codes))
-        return Standing(stock, unmapped, self._sync.safety_stock)
+        unmapped = await self._retrying("mapping", lambda: self._mapping.known_unmapped(views))
+        return Standing(views, unmapped, self._sync.safety_stock)
 
     def _emit(
         self, work: _Batch, applied: list[tuple[Decoded, Applied]], standing: Standing
     ) -> None:
         # Encoding may reach the Schema Registry: on a retry, start the outputs afresh.
         work.outbound.clear()
+        work.events.clear()
+        work.alerts.clear()
+        work.dead_letters.clear()
         now_ms = self._clock_ms()
         by_message = {id(m): a for m, a in applied}
         for message in work.messages:
@@ -232,7 +298,7 @@ class IngestLoop:
         )
         self._add_alert(work, alert, message.span)
         work.outbound.append(dead_letter(message, self._kafka.dead_letter_topic))
-        self._metrics.dead_letters.add(1, {"reason": rejection.reason})
+        work.dead_letters[rejection.reason] += 1
 
     def _add_result(self, work: _Batch, message: Decoded, result: SyncResult) -> None:
         topic = self._kafka.results_topic
@@ -245,7 +311,7 @@ class IngestLoop:
             )
         )
         message.span.set_attribute("sync.status", result.status.value)
-        self._metrics.events.add(1, {"type": result.event_type, "status": result.status.value})
+        work.events[result.event_type, result.status.value] += 1
 
     def _add_alert(self, work: _Batch, alert: StockAlert, span: Span) -> None:
         topic = self._kafka.alerts_topic
@@ -258,7 +324,7 @@ class IngestLoop:
                 headers=inject_context(span),
             )
         )
-        self._metrics.alerts.add(1, {"kind": alert.kind.value})
+        work.alerts[alert.kind.value] += 1
 
     def _child_spans(self, messages: Sequence[Decoded], name: str, started_s: float) -> None:
         # The step ran once for the whole batch; each event's trace shows it with its timing.
@@ -298,3 +364,23 @@ def _changed(applied: Sequence[tuple[Decoded, Applied]]) -> dict[str, list[SpanC
             if not line.duplicate:
                 changed.setdefault(line.sku, []).append(message.span.get_span_context())
     return changed
+
+
+async def _next(
+    ready: asyncio.Queue[tuple[list[Inbound], list[Decoded]]],
+    fetcher: asyncio.Task[None],
+    stop: asyncio.Event,
+) -> tuple[list[Inbound], list[Decoded]] | None:
+    """The next fetched batch; ``None`` once stopping. A failed fetcher's error is raised."""
+    getting = asyncio.ensure_future(ready.get())
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({getting, stopping, fetcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if getting.done():
+        return getting.result()
+    getting.cancel()
+    if fetcher.done() and not fetcher.cancelled():
+        fetcher.result()  # raises what ended it (a broker refusal, a fatal client error)
+    return None

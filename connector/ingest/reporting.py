@@ -24,7 +24,7 @@ from connector.contracts.records import (
     TaobaoState,
 )
 from connector.errors import InvalidEvent
-from connector.ledger.outcomes import Effect, EventOutcome, LineOutcome, SkuStock
+from connector.ledger.outcomes import Effect, EventOutcome, LineOutcome, SkuStock, TaobaoView
 from connector.push.planner import target
 
 __all__ = [
@@ -55,9 +55,9 @@ def event_type(event: StockEvent) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Standing:
-    """Where Taobao stands for the batch's SKUs, read from the ledger after the batch."""
+    """Where Taobao stands for the batch's SKUs, read by the ledger's own apply call."""
 
-    stock: Mapping[str, SkuStock]  # pushed version and the last push's state and quantity
+    stock: Mapping[str, TaobaoView | SkuStock]  # pushed version, last push's state, quantity
     unmapped: Set[str] = frozenset()  # codes the mapping cache knows are not on Taobao
     safety_stock: int = 0
 
@@ -67,7 +67,9 @@ _SETTLED: dict[str | None, TaobaoState] = {
 }
 
 
-def _taobao_state(line: LineOutcome, stock: SkuStock | None, unmapped: Set[str]) -> TaobaoState:
+def _taobao_state(
+    line: LineOutcome, stock: TaobaoView | SkuStock | None, unmapped: Set[str]
+) -> TaobaoState:
     if line.sku in unmapped:
         return TaobaoState.UNMAPPED
     if stock is not None and stock.pushed >= line.version:

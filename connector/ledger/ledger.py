@@ -1,10 +1,13 @@
 """The stock ledger in Redis: the source of truth Taobao is a projection of.
 
-Each event is applied by ONE call of ``ledger_apply.lua``: its de-dup keys, its stock
-arithmetic for every line, the order's line state, the movement logs, the version bump and
-the pending (outbox) entry are written together, so a crash leaves all or none of them. The
-semantics are specified by the pure model in ``connector.ledger.stock``; the two must agree for
-any arrival order and any redelivery (property test in ``tests/integration/test_ledger.py``).
+A batch is applied in chunks, each by ONE call of ``ledger_apply.lua``: for every event of
+the chunk, in order, its de-dup keys, its stock arithmetic for every line, the order's line
+state, the movement logs, the version bump and the pending (outbox) entry are written
+together, so a crash leaves all or none of the chunk. Each SKU hash, order hash and de-dup
+key is read and written once per chunk, which is what makes a batch cheap. The semantics
+are specified by the pure model in ``connector.ledger.stock``; the two must agree for any
+arrival order, batching and redelivery (property test in
+``tests/integration/ledger/test_ledger.py``).
 
 Redis layout (every key from ``connector.keys.Keys``):
 
@@ -76,7 +79,7 @@ from connector.contracts.events import (
 )
 from connector.errors import DependencyError
 from connector.keys import Keys
-from connector.ledger.outcomes import Effect, EventOutcome, LineOutcome, SkuStock
+from connector.ledger.outcomes import Effect, EventOutcome, LineOutcome, SkuStock, TaobaoView
 from connector.ledger.stock import movement_delta
 from connector.redis_client import AsyncRedis
 
@@ -119,6 +122,8 @@ class _ChunkBuilder:
         self.key_list = [keys.pending, keys.sku_index]
         self.events: list[list[Any]] = []
         self.lines = 0
+        self.skus: dict[str, None] = {}  # in the order the lines first name them
+        self.call = _Call([], "")
 
     def _key(self, key: str) -> int:
         index = self._index.get(key)
@@ -133,15 +138,16 @@ class _ChunkBuilder:
         rows = []
         for sku, quantity, warehouse, dedupe in lines:
             log = self._key(k.movements(sku, warehouse)) if op in _MOVES_STOCK else 0
+            self.skus.setdefault(sku)
             row = [sku, quantity, warehouse, dedupe, self._key(k.sku(sku))]
             rows.append([*row, self._key(k.seen(dedupe)), log])
         self.events.append([op, event.occurred_at_ms, event.event_id, order, rows])
         self.lines += len(lines)
 
-    def call(self, ttl_s: int, retention_ms: int, change_score: int, attempt: str) -> _Call:
+    def finish(self, ttl_s: int, retention_ms: int, change_score: int, attempt: str) -> None:
         head = [ttl_s, retention_ms, change_score, attempt]
         arg = json.dumps([*head, self.events], ensure_ascii=False, separators=(",", ":"))
-        return _Call(self.key_list, arg)
+        self.call = _Call(self.key_list, arg)
 
 
 def _text(value: bytes | str) -> str:
@@ -164,8 +170,11 @@ class Ledger:
         dedupe_ttl_s: int,
         default_warehouse: str,
         movement_retention_s: int | None = None,
+        chunk_lines: int = CHUNK_LINES,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
+        if not 0 < chunk_lines <= CHUNK_LINES:
+            raise ValueError(f"chunk_lines must be 1..{CHUNK_LINES}")
         if dedupe_ttl_s <= 0 or (movement_retention_s is not None and movement_retention_s <= 0):
             raise ValueError("dedupe_ttl_s and movement_retention_s must be positive")
         if not default_warehouse:
@@ -176,6 +185,7 @@ class Ledger:
         self._retention_ms = (movement_retention_s or dedupe_ttl_s) * 1000
         self._default_warehouse = default_warehouse
         self._clock_ms = clock_ms
+        self._chunk_lines = chunk_lines
         self._apply = redis.register_script(_APPLY_LUA)
         self._confirm = redis.register_script(_CONFIRM_LUA)
         self._reschedule = redis.register_script(_RESCHEDULE_LUA)
@@ -193,35 +203,55 @@ class Ledger:
         Their events come back as duplicates that are ``unreported`` (until
         ``mark_reported``), with the effect and figures of that application.
         """
+        outcomes, _ = await self.apply_viewing(events)
+        return outcomes
+
+    async def apply_viewing(
+        self, events: Sequence[StockEvent]
+    ) -> tuple[list[EventOutcome], dict[str, TaobaoView]]:
+        """``apply``, and where Taobao stood for every SKU the events name, as the same
+        atomic calls read it (so results need no second round trip)."""
         now_ms = self._clock_ms()
         attempt = uuid.uuid4().hex[:12]  # this call's id: see ledger_apply.lua
         prepared = [(event, *self._op_and_lines(event)) for event in events]
         # An event without lines has nothing to apply: it is in no call.
-        calls = self._chunks([p for p in prepared if p[2]], now_ms - CHANGE_AHEAD_MS, attempt)
-        replies = await self._run(calls)
-        values = iter(" ".join(_text(r) for r in replies).split())
-        return [
-            EventOutcome(event.event_id, _lines(tuple(line[0] for line in lines), values))
+        chunks = self._chunks([p for p in prepared if p[2]], now_ms - CHANGE_AHEAD_MS, attempt)
+        replies = await self._run([chunk.call for chunk in chunks])
+        line_values: list[str] = []
+        views: dict[str, TaobaoView] = {}
+        for chunk, reply in zip(chunks, replies, strict=True):
+            values = _text(reply).split()
+            cut = chunk.lines * _REPLY_WIDTH
+            line_values += values[:cut]
+            tail = values[cut:]
+            for i, sku in enumerate(chunk.skus):
+                pushed, state, quantity = tail[3 * i : 3 * i + 3]
+                views[sku] = TaobaoView(
+                    int(pushed),
+                    None if state == "-" else state,
+                    None if quantity == "-" else int(quantity),
+                )
+        values_iter = iter(line_values)
+        outcomes = [
+            EventOutcome(event.event_id, _lines(tuple(line[0] for line in lines), values_iter))
             for event, _, lines in prepared
         ]
+        return outcomes, views
 
     def _chunks(
         self,
         prepared: Sequence[tuple[StockEvent, str, list[_Line]]],
         change_score: int,
         attempt: str,
-    ) -> list[_Call]:
-        calls: list[_Call] = []
-        chunk: _ChunkBuilder | None = None
+    ) -> list[_ChunkBuilder]:
+        chunks: list[_ChunkBuilder] = []
         for event, op, lines in prepared:
-            if chunk is None or chunk.lines + len(lines) > CHUNK_LINES:
-                if chunk is not None:
-                    calls.append(chunk.call(self._ttl_s, self._retention_ms, change_score, attempt))
-                chunk = _ChunkBuilder(self._keys)
-            chunk.add(event, op, lines)
-        if chunk is not None:
-            calls.append(chunk.call(self._ttl_s, self._retention_ms, change_score, attempt))
-        return calls
+            if not chunks or chunks[-1].lines + len(lines) > self._chunk_lines:
+                chunks.append(_ChunkBuilder(self._keys))
+            chunks[-1].add(event, op, lines)
+        for chunk in chunks:
+            chunk.finish(self._ttl_s, self._retention_ms, change_score, attempt)
+        return chunks
 
     def _op_and_lines(self, event: StockEvent) -> tuple[str, list[_Line]]:
         """The script's op and its (sku, quantity, warehouse, dedupe key) per line."""

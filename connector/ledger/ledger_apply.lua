@@ -26,10 +26,12 @@
 --                 or the count (stocktake)
 --   (One JSON argument, keys by index: packing arguments is the client's cost.)
 --
--- Returns ONE string, 8 space-separated values per line, lines in event order (a flat
--- string parses far faster in a pure-Python client than a nested array):
+-- Returns ONE string of space-separated values (a flat string parses far faster in a
+-- pure-Python client than a nested array): 8 per line, lines in event order:
 --   effect, duplicate (0/1), available, reserved, on_hand (total), version, oversold (0/1),
 --   unreported (0/1: a duplicate of an application whose outputs may never have gone out)
+-- then 3 per SKU, in the order the lines first name them, of where Taobao stands as the
+-- projection recorded it: pushed (the version Taobao confirmed), tb_state, tb_qty ('-': none)
 --
 -- Each SKU hash, order hash and seen key is read at most once and written at most once per
 -- chunk (a cache in between); a movement log's writes are queued in order, and a stocktake
@@ -86,6 +88,7 @@ local orders = {}   -- KEYS index -> order state
 local seens = {}    -- KEYS index -> {value = stored value or false, write = new value, ex}
 local logs = {}     -- KEYS index -> {ops = queued writes in order, adds = {member = score}}
 local pending, new_skus = {}, {}
+local touched = {} -- SKU states in the order of first touch (for the reply's tail)
 
 local function log_state(k)
   local g = logs[k]
@@ -94,6 +97,19 @@ local function log_state(k)
     logs[k] = g
   end
   return g
+end
+
+-- Field names are built once per warehouse and per order line: in Redis' Lua a string
+-- concatenation costs about as much as a redis.call.
+local wh_fields = {}
+local function fields_of(wh)
+  local f = wh_fields[wh]
+  if not f then
+    f = {oh = 'oh:' .. wh, st_at = 'st_at:' .. wh, st_id = 'st_id:' .. wh,
+      mv_trim = 'mv_trim:' .. wh}
+    wh_fields[wh] = f
+  end
+  return f
 end
 
 local function warehouse(h, i)
@@ -106,14 +122,17 @@ end
 local function sku_state(k, sku, wh)
   local s = skus[k]
   if not s then
+    local f = fields_of(wh)
     local h = redis.call('HMGET', KEYS[k], 'on_hand', 'reserved', 'version',
-      'oh:' .. wh, 'st_at:' .. wh, 'st_id:' .. wh, 'mv_trim:' .. wh)
+      f.oh, f.st_at, f.st_id, f.mv_trim, 'pushed', 'tb_state', 'tb_qty')
     s = {sku = sku, on_hand = num(h[1]), reserved = num(h[2]), version = num(h[3]),
-      known = h[3] ~= false, wh = {[wh] = warehouse(h, 4)}, dirty = {}}
+      known = h[3] ~= false, wh = {[wh] = warehouse(h, 4)}, dirty = {},
+      taobao = (h[8] or '0') .. ' ' .. (h[9] or '-') .. ' ' .. (h[10] or '-')}
     skus[k] = s
+    touched[#touched + 1] = s
   elseif not s.wh[wh] then
-    local h = redis.call('HMGET', KEYS[k], 'oh:' .. wh, 'st_at:' .. wh, 'st_id:' .. wh,
-      'mv_trim:' .. wh)
+    local f = fields_of(wh)
+    local h = redis.call('HMGET', KEYS[k], f.oh, f.st_at, f.st_id, f.mv_trim)
     s.wh[wh] = warehouse(h, 1)
   end
   return s, s.wh[wh]
@@ -128,19 +147,26 @@ local function order_state(k)
   return o
 end
 
--- One HMGET per event for the order lines the cache does not hold yet.
+-- One HMGET per event for the order lines the cache does not hold yet (and, the first
+-- time, the order's count of open lines).
 local function load_order_lines(o, k, lines)
   local want = {}
+  if o.open == nil then
+    want[1] = 'open'
+  end
   for _, l in ipairs(lines) do
-    if o.fields['state:' .. l.sku] == nil then
-      want[#want + 1] = 'state:' .. l.sku
-      want[#want + 1] = 'reserved:' .. l.sku
+    if o.fields[l.state_f] == nil then
+      want[#want + 1] = l.state_f
+      want[#want + 1] = l.reserved_f
     end
   end
   if #want > 0 then
     local got = redis.call('HMGET', KEYS[k], unpack(want))
     for i = 1, #want do
       o.fields[want[i]] = got[i]
+    end
+    if o.open == nil then
+      o.open = num(got[1])
     end
   end
 end
@@ -291,7 +317,7 @@ local function append_log(l)
       g.ops[#g.ops + 1] = {'ZREMRANGEBYSCORE', '-inf', '(' .. int(horizon)}
     end
     l.w.mv_trim = horizon
-    l.s.dirty['mv_trim:' .. l.wh] = int(horizon)
+    l.s.dirty[fields_of(l.wh).mv_trim] = int(horizon)
   end
 end
 
@@ -311,7 +337,7 @@ local function apply_sku(l)
   s.dirty.version, s.dirty.reserved = int(s.version), int(s.reserved)
   if d_wh ~= 0 or l.stocktake then
     s.on_hand, w.on_hand = s.on_hand + d_wh, w.on_hand + d_wh
-    s.dirty.on_hand, s.dirty['oh:' .. l.wh] = int(s.on_hand), int(w.on_hand)
+    s.dirty.on_hand, s.dirty[fields_of(l.wh).oh] = int(s.on_hand), int(w.on_hand)
   end
   if l.log then
     append_log(l)
@@ -325,7 +351,8 @@ local function apply_sku(l)
       end
     end
     w.st_at, w.st_id = at, event_id
-    s.dirty['st_at:' .. l.wh], s.dirty['st_id:' .. l.wh] = int(at), event_id
+    local f = fields_of(l.wh)
+    s.dirty[f.st_at], s.dirty[f.st_id] = int(at), event_id
   end
   if not s.known then
     s.known = true
@@ -361,15 +388,12 @@ local function apply_line(l, o)
   elseif not (l.seen or l.dup) then
     apply_sku(l)
     local available, reserved, on_hand, version = figures_after(l)
-    local figures = ':' .. table.concat(
-      {int(available), int(reserved), int(on_hand), int(version)}, ':')
+    local figures = ':' .. available .. ':' .. reserved .. ':' .. on_hand .. ':' .. version
     seen.value = unreported_value(l.effect, oversold_by(l), figures)
     seen.write, seen.ex = seen.value, true
     if l.new_state then
-      o.fields['state:' .. l.sku], o.fields['reserved:' .. l.sku] = l.new_state,
-        l.new_line_reserved
-      o.dirty['state:' .. l.sku] = l.new_state
-      o.dirty['reserved:' .. l.sku] = int(l.new_line_reserved)
+      o.fields[l.state_f], o.fields[l.reserved_f] = l.new_state, l.new_line_reserved
+      o.dirty[l.state_f], o.dirty[l.reserved_f] = l.new_state, l.new_line_reserved
       o.written = true
       o.open_delta = o.open_delta + (l.new_state == 'reserved' and 1 or 0)
         - (l.state == 'reserved' and 1 or 0)
@@ -388,9 +412,9 @@ local function outcome(l)
   end
   local dup = (l.seen or l.dup) and 1 or 0
   local oversold = ((dup == 1 and l.seen_oversold) or (dup == 0 and oversold_by(l))) and 1 or 0
-  return table.concat(
-    {l.seen or l.dup or l.effect, dup, int(available), int(reserved), int(on_hand),
-      int(version), oversold, l.unreported and 1 or 0}, ' ')
+  -- Small integers: Lua's own conversion prints them exactly.
+  return (l.seen or l.dup or l.effect) .. ' ' .. dup .. ' ' .. available .. ' ' .. reserved
+    .. ' ' .. on_hand .. ' ' .. version .. ' ' .. oversold .. ' ' .. (l.unreported and 1 or 0)
 end
 
 -- ---------------------------------------------------------------- one event
@@ -406,11 +430,14 @@ local function apply_event(e)
   end
   local o = nil
   if ORDER_OPS[op] then
+    for _, l in ipairs(lines) do
+      l.state_f, l.reserved_f = 'state:' .. l.sku, 'reserved:' .. l.sku
+    end
     o = order_state(order_k)
     load_order_lines(o, order_k, lines)
     for _, l in ipairs(lines) do
-      l.state = o.fields['state:' .. l.sku] or nil
-      l.line_reserved = num(o.fields['reserved:' .. l.sku])
+      l.state = o.fields[l.state_f] or nil
+      l.line_reserved = num(o.fields[l.reserved_f])
     end
   end
   for _, l in ipairs(lines) do
@@ -476,15 +503,20 @@ for k, o in pairs(orders) do
     for field, value in pairs(o.dirty) do
       fields[#fields + 1], fields[#fields + 2] = field, value
     end
-    redis.call('HSET', KEYS[k], unpack(fields))
     -- `open` counts the lines still reserved. The order's state guards its reservation
     -- (a cancel or shipment releases what it says), so it must not expire while any line
     -- holds stock, however long the order stays open (presales ship weeks later).
-    if redis.call('HINCRBY', KEYS[k], 'open', o.open_delta) > 0 then
+    local open = o.open + o.open_delta
+    fields[#fields + 1], fields[#fields + 2] = 'open', int(open)
+    redis.call('HSET', KEYS[k], unpack(fields))
+    if open > 0 then
       redis.call('PERSIST', KEYS[k])
     else
       redis.call('EXPIRE', KEYS[k], ttl)
     end
   end
+end
+for _, sku in ipairs(touched) do
+  out[#out + 1] = sku.taobao
 end
 return table.concat(out, ' ')

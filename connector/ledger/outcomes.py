@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["Effect", "EventOutcome", "LineOutcome", "SkuStock"]
+__all__ = ["Effect", "EventOutcome", "LineOutcome", "SkuStock", "TaobaoView"]
 
 
 class Effect(StrEnum):
@@ -69,3 +69,12 @@ class SkuStock:
     # the state of its last push and the quantity Taobao was told.
     taobao_state: str | None = None
     taobao_quantity: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaobaoView:
+    """Where Taobao stands for a SKU, as the projection last recorded it in the ledger."""
+
+    pushed: int  # highest ledger version Taobao confirmed (0: none yet)
+    taobao_state: str | None = None  # the state of its last push
+    taobao_quantity: int | None = None  # the quantity Taobao was last told

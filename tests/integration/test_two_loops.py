@@ -58,6 +58,8 @@ async def test_a_long_ban_pauses_only_the_projection(
         results = await harness.results(len(OPENING) + len(orders), settle=False)
         results_took_s = time.monotonic() - produced_at
         checks = await readiness.checks()
+        # The projection's gauges are read about once a second, beside its passes.
+        await wait_for(lambda: readiness.projection()["pending_skus"] >= 1, timeout_s=5)
         projection = readiness.projection()
 
         ban_ends = banned_at + ban_s

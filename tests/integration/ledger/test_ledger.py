@@ -25,7 +25,7 @@ from connector.contracts.events import (
 from connector.errors import DependencyError
 from connector.keys import Keys
 from connector.ledger.ledger import Ledger
-from connector.ledger.outcomes import Effect, EventOutcome, LineOutcome
+from connector.ledger.outcomes import Effect, EventOutcome, LineOutcome, TaobaoView
 from connector.ledger.stock import reference_apply
 from connector.settings import SyncSettings
 from tests.unit.ledger.test_stock import ADJ, DMG, RECV, TAKE, W1, W2, C, R, S, X, order, wh
@@ -629,12 +629,13 @@ def universes(draw: st.DrawFn) -> list[StockEvent]:
 
 @st.composite
 def deliveries(draw: st.DrawFn, events: list[StockEvent]) -> list[list[StockEvent]]:
-    """Every event at least once, some again, in any order, cut into batches of 1–8."""
+    """Every event at least once, some again, in any order, cut into batches of 1–20 (so
+    one batch often holds many events on the same SKU and order)."""
     extra = draw(st.lists(st.sampled_from(events), max_size=len(events))) if events else []
     arrival = draw(st.permutations([*events, *extra]))
     batches: list[list[StockEvent]] = []
     while arrival:
-        size = draw(st.integers(1, 8))
+        size = draw(st.integers(1, 20))
         batches.append(arrival[:size])
         arrival = arrival[size:]
     return batches
@@ -684,12 +685,22 @@ async def test_any_arrival_order_and_redelivery_matches_the_reference(
         Keys(f"prop-{uuid.uuid4().hex}"),
         dedupe_ttl_s=TTL_S,
         default_warehouse=W1,
+        # Small chunks: one batch goes in several atomic calls, and a crash can fall
+        # between any two of them.
+        chunk_lines=data.draw(st.integers(1, 6), label="chunk lines"),
         clock_ms=lambda: 0,
     )
     outcomes: list[EventOutcome] = []
     delivered: set[str] = set()
     reported: set[str] = set()
     for batch in batches:
+        cut = data.draw(st.integers(0, len(batch)), label="crash after")
+        if cut < len(batch):
+            # The process died with only the calls for the first events done (their
+            # outputs never went out): the whole batch is delivered again.
+            for outcome, event in zip(await ledger.apply(batch[:cut]), batch, strict=False):
+                delivered.add(event.event_id)
+                outcomes.append(outcome)
         in_batch: set[str] = set()
         for outcome, event in zip(await ledger.apply(batch), batch, strict=True):
             # First delivery applies (no line is a duplicate); any later one is a duplicate.
@@ -710,3 +721,21 @@ async def test_any_arrival_order_and_redelivery_matches_the_reference(
     assert {sku: s.version for sku, s in stock.items()} == versions
     changed = {sku for sku, version in versions.items() if version > 0}
     assert set(await ledger.due(0, 100)) == changed
+
+
+async def test_applying_reads_where_taobao_stands_for_every_sku_it_names(ledger: Ledger) -> None:
+    await ledger.apply([wh(RECV, "A", 5, 1, eid="a1")])
+    await ledger.confirm({"A": 1})
+    await ledger.record_taobao({"A": (1, "SYNCED", 5)})
+
+    outcomes, views = await ledger.apply_viewing(
+        [
+            wh(RECV, "A", 2, 2, eid="a2"),
+            wh(RECV, "B", 1, 3, eid="b1"),
+            wh(RECV, "A", 1, 1, eid="a1"),
+        ]
+    )
+
+    assert [o.lines[0].version for o in outcomes] == [2, 1, 1]  # the last: a duplicate
+    # As the same atomic call read them: Taobao has A's version 1, nothing of B yet.
+    assert views == {"A": TaobaoView(1, "SYNCED", 5), "B": TaobaoView(0)}
