@@ -31,6 +31,7 @@ bench: venv ## the benchmark scripts (a few minutes)
 	$(PY) bench/ledger_throughput.py --events 50000
 	$(PY) bench/pipeline_throughput.py --events 20000 --rate 500 --seconds 8
 	$(PY) bench/steady_latency.py --seconds 30
+	$(PY) bench/ceiling.py --events 20000 --pairs 3
 
 clean: ## remove caches (not .venv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info

@@ -25,8 +25,6 @@ projection waits it out on its own.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
 import time
 from collections import Counter
@@ -127,40 +125,18 @@ class IngestLoop:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set; the batch in hand is finished and committed.
 
-        Two stages overlap: while one batch waits for Redis and the broker, the next one is
-        fetched and decoded (a queue of one between them). Batches are applied, produced and
-        committed strictly in order; a batch fetched but not yet applied when the loop stops
-        is left uncommitted (it is redelivered, to this member or the next).
+        Each batch is committed before the next poll: a rebalance (served inside the poll)
+        then never finds a processed batch uncommitted (``connector.kafka``).
         """
         self._stop = stop
-        ready: asyncio.Queue[tuple[list[Inbound], list[Decoded]]] = asyncio.Queue(maxsize=1)
-        fetcher = asyncio.create_task(self._fetch(ready, stop), name="ingest fetch")
         try:
             while not stop.is_set():
                 self.state.progress()
-                fetched = await _next(ready, fetcher, stop)
-                if fetched is None:
-                    break
-                await self._handle(*fetched)
+                batch = await asyncio.to_thread(self._poll)
+                if batch:
+                    await self.process(batch)
         except Stopped as stopped:
             log.warning("ingest stopped while retrying %s; nothing uncommitted is lost", stopped)
-        finally:
-            fetcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Stopped):
-                await fetcher
-            while not ready.empty():  # fetched, never applied: redelivered later
-                for message in ready.get_nowait()[1]:
-                    message.span.end()
-
-    async def _fetch(
-        self, ready: asyncio.Queue[tuple[list[Inbound], list[Decoded]]], stop: asyncio.Event
-    ) -> None:
-        while not stop.is_set():
-            batch = await asyncio.to_thread(self._poll)
-            if batch:
-                decode = functools.partial(self._off_loop, self._decode, batch)
-                messages = await self._retrying("decode", decode)
-                await ready.put((batch, messages))
 
     def _poll(self) -> list[Inbound]:
         # In the consumer's thread: the lag snapshot comes from librdkafka's cached values.
@@ -171,7 +147,7 @@ class IngestLoop:
         return batch
 
     async def process(self, batch: Sequence[Inbound]) -> None:
-        """Decode, apply, emit and commit one batch (the loop's second stage, and its first)."""
+        """Decode, apply, emit and commit one batch."""
         messages = await self._retrying("decode", lambda: self._off_loop(self._decode, batch))
         await self._handle(batch, messages)
 
@@ -364,23 +340,3 @@ def _changed(applied: Sequence[tuple[Decoded, Applied]]) -> dict[str, list[SpanC
             if not line.duplicate:
                 changed.setdefault(line.sku, []).append(message.span.get_span_context())
     return changed
-
-
-async def _next(
-    ready: asyncio.Queue[tuple[list[Inbound], list[Decoded]]],
-    fetcher: asyncio.Task[None],
-    stop: asyncio.Event,
-) -> tuple[list[Inbound], list[Decoded]] | None:
-    """The next fetched batch; ``None`` once stopping. A failed fetcher's error is raised."""
-    getting = asyncio.ensure_future(ready.get())
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({getting, stopping, fetcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-    if getting.done():
-        return getting.result()
-    getting.cancel()
-    if fetcher.done() and not fetcher.cancelled():
-        fetcher.result()  # raises what ended it (a broker refusal, a fatal client error)
-    return None

@@ -388,6 +388,7 @@ local function apply_line(l, o)
   elseif not (l.seen or l.dup) then
     apply_sku(l)
     local available, reserved, on_hand, version = figures_after(l)
+    -- (Integers below 1e14: concatenation prints them exactly, and cheaper than format.)
     local figures = ':' .. available .. ':' .. reserved .. ':' .. on_hand .. ':' .. version
     seen.value = unreported_value(l.effect, oversold_by(l), figures)
     seen.write, seen.ex = seen.value, true
@@ -412,7 +413,7 @@ local function outcome(l)
   end
   local dup = (l.seen or l.dup) and 1 or 0
   local oversold = ((dup == 1 and l.seen_oversold) or (dup == 0 and oversold_by(l))) and 1 or 0
-  -- Small integers: Lua's own conversion prints them exactly.
+  -- Integers below 1e14 (far above any stock): Lua's own conversion prints them exactly.
   return (l.seen or l.dup or l.effect) .. ' ' .. dup .. ' ' .. available .. ' ' .. reserved
     .. ' ' .. on_hand .. ' ' .. version .. ' ' .. oversold .. ' ' .. (l.unreported and 1 or 0)
 end
