@@ -148,12 +148,8 @@ class IngestLoop:
 
     async def process(self, batch: Sequence[Inbound]) -> None:
         """Decode, apply, emit and commit one batch."""
-        messages = await self._retrying("decode", lambda: self._off_loop(self._decode, batch))
-        await self._handle(batch, messages)
-
-    async def _handle(self, batch: Sequence[Inbound], messages: list[Decoded]) -> None:
         started = time.monotonic()
-        work = _Batch(messages)
+        work = _Batch(await self._retrying("decode", lambda: self._off_loop(self._decode, batch)))
         try:
             applied, views = await self._apply(work)
             standing = await self._standing(views)

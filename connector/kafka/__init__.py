@@ -1,6 +1,6 @@
 """The Kafka boundary: a batch consumer with manual commits, a batch producer, admin helpers.
 
-Everything here is synchronous; the pipeline calls it through ``asyncio.to_thread``. Each
+Everything here is synchronous; the loops call it through ``asyncio.to_thread``. Each
 ``EventConsumer`` and ``EventProducer`` must be used from one thread at a time.
 ``KafkaException``/``KafkaError`` never leave this module: a broker that cannot be reached, or a
 broker refusal, becomes ``DependencyError`` naming ``KAFKA_BOOTSTRAP_SERVERS`` (retried);
@@ -16,7 +16,7 @@ Delivery semantics (at least once; duplicates are removed downstream, by event i
   ``enable.auto.offset.store`` are off and ``KAFKA_EXTRA_CONFIG`` cannot turn them on.
 * ``EventProducer.send`` returns only once every message is acknowledged by all in-sync
   replicas; otherwise it raises, and the caller must not commit the batch.
-* Rebalances: the pipeline commits each processed batch before it polls again, and
+* Rebalances: the ingest loop commits each processed batch before it polls again, and
   ``on_revoke`` fires only inside ``poll_batch`` (librdkafka serves rebalance callbacks
   from ``consume()``). So when partitions are revoked nothing processed is uncommitted. Messages
   of a partition revoked during a ``poll_batch`` call are dropped from its result (the new

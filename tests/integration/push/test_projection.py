@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -169,3 +170,23 @@ async def test_one_failing_item_does_not_pause_everything(rig: Rig, sandbox: San
     report = await rig.projection.push(["DUO"])
 
     assert report.retry_after_s is None  # a per-item refusal is not an outage
+
+
+async def test_a_ban_leaves_the_codes_it_stopped_in_their_place(
+    rig: Rig, sandbox: SandboxServer
+) -> None:
+    await rig.count("MUG-WHITE", 5)
+    await rig.count("TSHIRT-RED-M", 5)
+    await rig.projection.push(["MUG-WHITE", "TSHIRT-RED-M"])  # mapping and items known
+    admin(sandbox, "POST", "/sandbox/ban", {"seconds": 30})
+    await rig.count("MUG-WHITE", 4)  # changed first …
+    await rig.count("TSHIRT-RED-M", 3)  # … then this one
+
+    report = await rig.projection.push(["MUG-WHITE", "TSHIRT-RED-M"])
+
+    assert report.limited and (report.retry_after_s or 0) >= 20
+    # Not put back as retries 30 s out: still due now, oldest change first, so the
+    # catch-up after the ban goes in the order the changes came.
+    now_ms = int(time.time() * 1000)
+    assert await rig.ledger.due(now_ms, 10) == ["MUG-WHITE", "TSHIRT-RED-M"]
+    assert await rig.ledger.oldest_pending_ms() is not None

@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from connector.contracts.events import OrderType
 from connector.contracts.records import ResultStatus
 from connector.demo.embedded import EmbeddedBroker, EmbeddedRedis
+from connector.errors import ConfigError
 from connector.keys import Keys
 from connector.ledger.ledger import Ledger
 from connector.ledger.stock import reference_apply
@@ -280,3 +281,15 @@ async def test_sigterm_during_a_batch_loses_and_duplicates_nothing(
 async def _all_results(harness: Harness, n: int) -> bool:
     results = await harness.results(0, timeout_s=30)
     return len({r.event_id for r in results}) >= n
+
+
+async def test_the_connector_refuses_to_start_when_a_topic_is_missing(
+    kafka_settings: KafkaSettings, sandbox: SandboxServer, redis_url: str
+) -> None:
+    missing = kafka_settings.model_copy(update={"pushes_topic": "never-created-pushes"})
+    harness = Harness(missing, sandbox, redis_url)
+
+    with pytest.raises(ConfigError) as info:
+        await Connector.start(harness.settings())
+
+    assert "KAFKA_PUSHES_TOPIC (never-created-pushes)" in str(info.value)

@@ -67,3 +67,11 @@ def test_a_failed_rewind_stops_rather_than_skipping_messages() -> None:
 
     with pytest.raises(BrokerRefused, match=r"rewind orders\[2\] to offset 40"):
         consumer._rewind(_SeekFails(), {("orders", 2): 40})  # type: ignore[arg-type]
+
+
+def test_the_consumer_asks_the_broker_to_hold_a_fetch_briefly_unless_told_otherwise() -> None:
+    # Apache Kafka answers a fetch as soon as data is there; some brokers hold it for the
+    # whole fetch.wait.max.ms, and that wait becomes input → result latency.
+    assert EventConsumer(SETTINGS, ["orders"])._config["fetch.wait.max.ms"] == 50
+    tuned = SETTINGS.model_copy(update={"extra_config": {"fetch.wait.max.ms": 10}})
+    assert EventConsumer(tuned, ["orders"])._config["fetch.wait.max.ms"] == 10
