@@ -73,6 +73,10 @@ class Keys:
         """String with a TTL: this event (or order line) has had its effect."""
         return f"{self._shop}:seen:{dedupe_key}"
 
+    def reported(self, attempt: str) -> str:
+        """String with a TTL: the outputs of this ledger apply call were produced."""
+        return f"{self._shop}:reported:{attempt}"
+
     @property
     def pending(self) -> str:
         """Sorted set: SKUs Taobao has not confirmed yet; score = when to push (epoch ms)."""

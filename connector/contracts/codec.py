@@ -42,12 +42,12 @@ from connector.contracts.convert import (
     order_record,
     push_record,
     push_value,
-    result_record,
     result_value,
     warehouse_record,
 )
 from connector.contracts.events import OrderEvent, WarehouseEvent
 from connector.contracts.records import StockAlert, StockPush, SyncResult
+from connector.contracts.result_writer import write_result
 from connector.errors import ConfigError, DependencyError, InvalidEvent
 from connector.settings import KafkaSettings
 
@@ -165,7 +165,12 @@ class AvroCodec:
     # -- output records ----------------------------------------------------------------
 
     def encode_result(self, result: SyncResult, *, topic: str) -> bytes:
-        return self._encode(result_record(result), RecordKind.RESULT, topic)
+        # Written by hand (connector.contracts.result_writer): the same bytes as fastavro
+        # writes, at a fraction of the cost, for the record every input produces.
+        body = write_result(result)
+        if self._registry is None:
+            return body
+        return self._header(self._registry, topic, RecordKind.RESULT) + body
 
     def decode_result(self, payload: bytes) -> SyncResult:
         return _typed(result_value, self._decode(payload, RecordKind.RESULT))

@@ -11,8 +11,9 @@ One batch at a time, in this order, so that every guarantee in the README's "How
    span contexts for its links);
 4. produce one result per input, the alerts and the dead letters, and wait for the broker
    to acknowledge them;
-5. only then mark the applications reported in the ledger and commit the batch's offsets
-   (the two at once: each needs the acknowledgement, neither needs the other).
+5. only then mark the ledger call reported (one write: its applications' outputs are out)
+   and commit the batch's offsets (the two at once: each needs the acknowledgement,
+   neither needs the other).
 
 A crash anywhere before the commit redelivers the batch; the ledger de-duplicates it and the pending
 set still pushes what never reached Taobao. An event whose application was never marked
@@ -151,7 +152,7 @@ class IngestLoop:
         started = time.monotonic()
         work = _Batch(await self._retrying("decode", lambda: self._off_loop(self._decode, batch)))
         try:
-            applied, views = await self._apply(work)
+            applied, views, attempt = await self._apply(work)
             standing = await self._standing(views)
             await self._retrying(
                 "encode", lambda: self._off_loop(self._emit, work, applied, standing)
@@ -164,13 +165,12 @@ class IngestLoop:
             )
             # Only now is each application reported: a redelivery from here on is a plain
             # duplicate, while one that comes before (a crash, a lost reply) reports it again.
-            reported = [item.event for _, item in applied if not item.outcome.duplicate]
             # Marking and committing both wait for the outputs' acknowledgement, not for
             # each other: either order is safe (a redelivery before the mark is reported
             # again as the application; a commit before it means no redelivery), so the
             # two round trips overlap.
             outcomes = await asyncio.gather(
-                self._retrying("ledger", lambda: self._ledger.mark_reported(reported)),
+                self._mark_reported(attempt),
                 self._retrying("commit", lambda: asyncio.to_thread(self._consumer.commit, batch)),
                 return_exceptions=True,
             )
@@ -209,13 +209,16 @@ class IngestLoop:
 
     async def _apply(
         self, work: _Batch
-    ) -> tuple[list[tuple[Decoded, Applied]], dict[str, TaobaoView]]:
+    ) -> tuple[list[tuple[Decoded, Applied]], dict[str, TaobaoView], str | None]:
+        """Apply the batch's valid events; also returns the ledger call's id (``None``:
+        nothing to apply) for the reported mark."""
         valid = [m for m in work.messages if m.event is not None]
         if not valid:
-            return [], {}
+            return [], {}, None
         events = [m.event for m in valid if m.event is not None]
         started = time.monotonic()
-        outcomes, views = await self._retrying("ledger", lambda: self._ledger.apply_viewing(events))
+        application = await self._retrying("ledger", lambda: self._ledger.apply_viewing(events))
+        outcomes, views = application.outcomes, application.views
         self._metrics.ledger_s.record(time.monotonic() - started)
         self._child_spans(valid, "ledger apply", started)
         applied = [
@@ -224,7 +227,13 @@ class IngestLoop:
             if m.event is not None
         ]
         self._on_changed(_changed(applied))
-        return applied, views
+        # A batch of plain duplicates stamped nothing with this call's id: nothing to mark.
+        stamped = any(not outcome.duplicate for outcome in outcomes)
+        return applied, views, application.attempt if stamped else None
+
+    async def _mark_reported(self, attempt: str | None) -> None:
+        if attempt is not None:
+            await self._retrying("ledger", lambda: self._ledger.mark_reported(attempt))
 
     async def _standing(self, views: dict[str, TaobaoView]) -> Standing:
         """Where Taobao stands for the batch's SKUs: read by the ledger step itself, and
@@ -303,6 +312,8 @@ class IngestLoop:
         end_ns = time.time_ns()
         start_ns = end_ns - int((time.monotonic() - started_s) * 1e9)
         for message in messages:
+            if not message.span.is_recording():
+                continue  # sampled out or tracing off: a child would be thrown away unbuilt
             child = self._tracer.start_span(
                 name, context=set_span_in_context(message.span), start_time=start_ns
             )

@@ -18,12 +18,17 @@ Redis layout (every key from ``connector.keys.Keys``):
   ``st_at:<wh>`` / ``st_id:<wh>`` (the stocktake in force at a warehouse: occurred_at and
   event id), ``mv_trim:<wh>`` (the movement log's horizon, see Limits).
 - ``order(order_id)`` hash: ``state:<sku>`` (reserved | cancelled | shipped),
-  ``reserved:<sku>`` (what that line holds) and ``open`` (how many lines are reserved); kept
-  while ``open`` > 0, then expires after the de-dup TTL (refreshed by each write).
-- ``seen(key)`` string = the effect name, ``!`` if it oversold, and
-  ``?<attempt>:<available>:<reserved>:<on_hand>:<version>`` (the figures right after it)
-  until the event's outputs are marked produced (``mark_reported``), with the de-dup TTL;
-  key = event id for warehouse events, ``line_key(order, sku, type)`` for order lines.
+  ``reserved:<sku>`` (what that line holds), ``seen:<type>:<sku>`` (the line's de-dup value,
+  below) and ``open`` (how many lines are reserved); kept while ``open`` > 0, then expires
+  after the de-dup TTL (refreshed by each write), so a line's de-dup value lives at least
+  that long, read and written with the line's state at no extra command.
+- ``seen(event_id)`` string with the de-dup TTL: a warehouse event's de-dup value. A de-dup
+  value is the effect name, ``!`` if it oversold, and
+  ``?<attempt>:<available>:<reserved>:<on_hand>:<version>`` (the apply call that made it and
+  the figures right after it).
+- ``reported(attempt)`` string with the de-dup TTL: that apply call's outputs (results,
+  alerts) were produced (``mark_reported``, one write per batch). A duplicate whose seen
+  value names an attempt without it is reported as the application it was.
 - ``movements(sku, wh)`` sorted set: movements applied since the warehouse's last stocktake,
   score = occurred_at, member = ``<dedupe key>|<signed delta>``.
 - ``pending`` sorted set: SKU -> push priority, lowest first. A changed SKU scores the
@@ -38,7 +43,8 @@ Redis layout (every key from ``connector.keys.Keys``):
 Limits (event time, not wall-clock):
 
 - Redelivery is recognised for the de-dup TTL only; so is a closed order's state (an open
-  order's lives until it is closed).
+  order's lives until it is closed). A redelivery of an application whose outputs were never
+  marked produced is reported as that application within the de-dup TTL of its call.
 - Without stocktakes, a warehouse's movement log keeps at least ``movement_retention_s``
   (default: the de-dup TTL) of movements behind the newest one, trimmed in steps of a
   quarter of that, so at most 1.25 times as much. ``mv_trim:<wh>`` records the trim horizon;
@@ -60,7 +66,6 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
-    Iterator,
     Mapping,
     Sequence,
 )
@@ -83,7 +88,7 @@ from connector.ledger.outcomes import Effect, EventOutcome, LineOutcome, SkuStoc
 from connector.ledger.stock import movement_delta
 from connector.redis_client import AsyncRedis
 
-__all__ = ["Ledger"]
+__all__ = ["Application", "Ledger"]
 
 # How far ahead of retries a change is put in the pending set (see the module docstring):
 # far more than any retry delay or clock difference between replicas.
@@ -92,17 +97,31 @@ CHANGE_AHEAD_MS: Final = 1 << 40
 _APPLY_LUA = resources.files(__package__).joinpath("ledger_apply.lua").read_text("utf-8")
 _CONFIRM_LUA = resources.files(__package__).joinpath("ledger_confirm.lua").read_text("utf-8")
 _RESCHEDULE_LUA = resources.files(__package__).joinpath("ledger_reschedule.lua").read_text("utf-8")
-_REPORTED_LUA = resources.files(__package__).joinpath("ledger_reported.lua").read_text("utf-8")
 _TAOBAO_LUA = resources.files(__package__).joinpath("ledger_taobao.lua").read_text("utf-8")
 _REPLY_WIDTH = 8  # values per line in ledger_apply.lua's reply
 # Order lines per ledger_apply.lua call: bounds one call's time inside Redis (a few ms) and
 # the values it unpacks; an event is never split (an order has at most 1,000 lines).
 CHUNK_LINES: Final = 1000
-_MARK_CHUNK = 1000  # seen keys per ledger_reported.lua call
 # Ops whose lines carry a movement log key (ledger_apply.lua's key layout).
 _MOVES_STOCK = frozenset({"shipped", "move", "stocktake"})
+# An effect's name as the script replies it (bytes, or text when the client decodes).
+_EFFECTS: Final[dict[bytes | str, Effect]] = {
+    **{e.value.encode(): e for e in Effect},
+    **{e.value: e for e in Effect},
+}
 _T = TypeVar("_T")
 _Line = tuple[str, int, str, str]  # sku, quantity, warehouse, dedupe key
+
+
+@dataclass(frozen=True, slots=True)
+class Application:
+    """What one ``apply_viewing`` did: the events' outcomes in input order, where Taobao
+    stood for each SKU they name, and the call's id, for ``mark_reported`` once the
+    outputs are out."""
+
+    outcomes: list[EventOutcome]
+    views: dict[str, TaobaoView]
+    attempt: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,14 +157,17 @@ class _ChunkBuilder:
         rows = []
         for sku, quantity, warehouse, dedupe in lines:
             log = self._key(k.movements(sku, warehouse)) if op in _MOVES_STOCK else 0
+            # An order line's de-dup value is a field of the order's hash: no key.
+            seen = 0 if order else self._key(k.seen(dedupe))
             self.skus.setdefault(sku)
-            row = [sku, quantity, warehouse, dedupe, self._key(k.sku(sku))]
-            rows.append([*row, self._key(k.seen(dedupe)), log])
+            rows.append([sku, quantity, warehouse, dedupe, self._key(k.sku(sku)), seen, log])
         self.events.append([op, event.occurred_at_ms, event.event_id, order, rows])
         self.lines += len(lines)
 
-    def finish(self, ttl_s: int, retention_ms: int, change_score: int, attempt: str) -> None:
-        head = [ttl_s, retention_ms, change_score, attempt]
+    def finish(
+        self, ttl_s: int, retention_ms: int, change_score: int, attempt: str, now_ms: int
+    ) -> None:
+        head = [ttl_s, retention_ms, change_score, attempt, self._keys.reported(""), now_ms]
         arg = json.dumps([*head, self.events], ensure_ascii=False, separators=(",", ":"))
         self.call = _Call(self.key_list, arg)
 
@@ -189,7 +211,6 @@ class Ledger:
         self._apply = redis.register_script(_APPLY_LUA)
         self._confirm = redis.register_script(_CONFIRM_LUA)
         self._reschedule = redis.register_script(_RESCHEDULE_LUA)
-        self._reported = redis.register_script(_REPORTED_LUA)
         self._taobao = redis.register_script(_TAOBAO_LUA)
 
     # ------------------------------------------------------------- applying events
@@ -200,49 +221,43 @@ class Ledger:
         The events go in chunks (``CHUNK_LINES`` order lines at most), one atomic script
         call each, all in one pipeline; each event sees the effects of the ones before it.
         On ``DependencyError`` some chunks may have been applied: retry the whole batch.
-        Their events come back as duplicates that are ``unreported`` (until
-        ``mark_reported``), with the effect and figures of that application.
+        Their events come back as duplicates that are ``unreported`` (until the outputs of
+        the call that applied them are marked, ``mark_reported``), with the effect and
+        figures of that application.
         """
-        outcomes, _ = await self.apply_viewing(events)
-        return outcomes
+        return (await self.apply_viewing(events)).outcomes
 
-    async def apply_viewing(
-        self, events: Sequence[StockEvent]
-    ) -> tuple[list[EventOutcome], dict[str, TaobaoView]]:
-        """``apply``, and where Taobao stood for every SKU the events name, as the same
-        atomic calls read it (so results need no second round trip)."""
+    async def apply_viewing(self, events: Sequence[StockEvent]) -> Application:
+        """``apply``, with where Taobao stood for every SKU the events name, as the same
+        atomic calls read it (so results need no second round trip), and the id of the
+        call for ``mark_reported``."""
         now_ms = self._clock_ms()
-        attempt = uuid.uuid4().hex[:12]  # this call's id: see ledger_apply.lua
+        # This call's id, dated (see ledger_apply.lua's outputs_reported).
+        attempt = f"{now_ms:x}.{uuid.uuid4().hex[:10]}"
         prepared = [(event, *self._op_and_lines(event)) for event in events]
         # An event without lines has nothing to apply: it is in no call.
-        chunks = self._chunks([p for p in prepared if p[2]], now_ms - CHANGE_AHEAD_MS, attempt)
+        chunks = self._chunks([p for p in prepared if p[2]], now_ms, attempt)
         replies = await self._run([chunk.call for chunk in chunks])
-        line_values: list[str] = []
+        line_values: list[Any] = []
         views: dict[str, TaobaoView] = {}
         for chunk, reply in zip(chunks, replies, strict=True):
-            values = _text(reply).split()
             cut = chunk.lines * _REPLY_WIDTH
-            line_values += values[:cut]
-            tail = values[cut:]
+            line_values += reply[:cut]
+            tail = reply[cut:]
             for i, sku in enumerate(chunk.skus):
                 pushed, state, quantity = tail[3 * i : 3 * i + 3]
                 views[sku] = TaobaoView(
-                    int(pushed),
-                    None if state == "-" else state,
-                    None if quantity == "-" else int(quantity),
+                    int(pushed), None if state is None else _text(state), quantity
                 )
-        values_iter = iter(line_values)
-        outcomes = [
-            EventOutcome(event.event_id, _lines(tuple(line[0] for line in lines), values_iter))
-            for event, _, lines in prepared
-        ]
-        return outcomes, views
+        outcomes = []
+        at = 0
+        for event, _, lines in prepared:
+            outcomes.append(EventOutcome(event.event_id, _lines(lines, line_values, at)))
+            at += len(lines) * _REPLY_WIDTH
+        return Application(outcomes, views, attempt)
 
     def _chunks(
-        self,
-        prepared: Sequence[tuple[StockEvent, str, list[_Line]]],
-        change_score: int,
-        attempt: str,
+        self, prepared: Sequence[tuple[StockEvent, str, list[_Line]]], now_ms: int, attempt: str
     ) -> list[_ChunkBuilder]:
         chunks: list[_ChunkBuilder] = []
         for event, op, lines in prepared:
@@ -250,7 +265,7 @@ class Ledger:
                 chunks.append(_ChunkBuilder(self._keys))
             chunks[-1].add(event, op, lines)
         for chunk in chunks:
-            chunk.finish(self._ttl_s, self._retention_ms, change_score, attempt)
+            chunk.finish(self._ttl_s, self._retention_ms, now_ms - CHANGE_AHEAD_MS, attempt, now_ms)
         return chunks
 
     def _op_and_lines(self, event: StockEvent) -> tuple[str, list[_Line]]:
@@ -336,12 +351,12 @@ class Ledger:
 
     # ------------------------------------------------------------- the outbox
 
-    async def mark_reported(self, events: Sequence[StockEvent]) -> None:
-        """Record that the results and alerts of ``events`` were produced, so that a later
-        redelivery of them is reported as a plain duplicate."""
-        keys = [self._keys.seen(line[3]) for e in events for line in self._op_and_lines(e)[1]]
-        for start in range(0, len(keys), _MARK_CHUNK):
-            await self._guard(self._reported(keys=keys[start : start + _MARK_CHUNK]))
+    async def mark_reported(self, attempt: str) -> None:
+        """Record that the outputs (results, alerts) of the apply call ``attempt`` were
+        produced, so that a later redelivery of its events is reported as a plain
+        duplicate. One write, whatever the batch's size; it lives as long as the de-dup
+        keys it vouches for (written after them, with the same TTL)."""
+        await self._guard(self._redis.set(self._keys.reported(attempt), 1, ex=self._ttl_s))
 
     async def confirm(self, pushed: Mapping[str, int]) -> None:
         """Record that Taobao shows ``version`` for each SKU; a SKU leaves the pending set
@@ -412,24 +427,26 @@ class Ledger:
         return min(times) if times else None
 
 
-def _lines(skus: tuple[str, ...], values: Iterator[str]) -> tuple[LineOutcome, ...]:
-    """Take one event's lines from ledger_apply.lua's replies: 8 values per line."""
+def _lines(lines: list[_Line], values: list[Any], at: int) -> tuple[LineOutcome, ...]:
+    """One event's lines from ledger_apply.lua's reply, from index ``at``: 8 values per
+    line (the effect's name, then integers)."""
     out = []
-    for sku in skus:
-        effect, dup, available, reserved, on_hand, version, oversold, unreported = (
-            next(values) for _ in range(_REPLY_WIDTH)
-        )
+    for line in lines:
+        effect, dup, available, reserved, on_hand, version, oversold, unreported = values[
+            at : at + _REPLY_WIDTH
+        ]
+        at += _REPLY_WIDTH
         out.append(
             LineOutcome(
-                sku=sku,
-                effect=Effect(effect),
-                duplicate=dup == "1",
-                available=int(available),
-                reserved=int(reserved),
-                on_hand=int(on_hand),
-                version=int(version),
-                oversold=oversold == "1",
-                unreported=unreported == "1",
+                line[0],
+                _EFFECTS[effect],
+                dup == 1,
+                available,
+                reserved,
+                on_hand,
+                version,
+                oversold == 1,
+                unreported == 1,
             )
         )
     return tuple(out)

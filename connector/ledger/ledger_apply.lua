@@ -7,31 +7,40 @@
 --           a retry its retry time; lowest first, see connector/ledger/ledger.py)
 -- KEYS[2]   SKU index set
 -- KEYS[3..] every other key the chunk touches, once each: SKU hashes, order hashes, de-dup
---           ("seen") keys, movement logs of (SKU, warehouse); events refer to them by index
+--           ("seen") keys of warehouse events, movement logs of (SKU, warehouse); events
+--           refer to them by index. An order line's de-dup value is a field of its order's
+--           hash (`seen:<op>:<sku>`): read and written with the line's state, no key of its
+--           own.
 --
--- ARGV[1]   JSON array: [dedupe_ttl_s, retention_ms, change_score, attempt, events]
+-- ARGV[1]   JSON array:
+--           [dedupe_ttl_s, retention_ms, change_score, attempt, reported, now_ms, events]
 --   dedupe_ttl_s  TTL of the seen keys, and of an order hash once no line is reserved
 --                 (an open order's state lives as long as its reservation)
 --   retention_ms  how far (event time) a movement log reaches behind its newest entry
 --   change_score  the pending score of a SKU the chunk changes (ledger.py: due now, ahead
 --                 of every retry, oldest change first)
---   attempt       id of this apply call: a seen value carries it (`?<attempt>`) until
---                 ledger_reported.lua says the outputs were produced, so a duplicate from
---                 another attempt whose outputs never went out is reported as applied
+--   attempt       id of this apply call, `<hex ms>.<random>`: a seen value carries it
+--                 (`?<attempt>`), and a duplicate from another attempt is reported as
+--                 applied unless that attempt's outputs are marked produced (the key
+--                 `<reported><attempt>`) or the mark may have expired (see outputs_reported)
+--   reported      name prefix of those marker keys (Ledger.mark_reported writes them; they
+--                 share the chunk's hash tag, so they live in the slot of its KEYS)
+--   now_ms        the caller's clock
 --   events        [[op, occurred_at_ms, event_id, order_key (0: none), lines], ...]
 --     op          created | cancelled | shipped | refunded | move | stocktake
 --     lines       [[sku, quantity, warehouse, dedupe_key, sku_key, seen_key, log_key], ...];
---                 *_key are indexes into KEYS (log_key 0 for ops that move no on-hand
---                 stock); quantity is the line quantity (orders), the signed delta (move)
+--                 *_key are indexes into KEYS (seen_key 0 for order lines, log_key 0 for
+--                 ops that move no on-hand stock); quantity is the line quantity (orders), the signed delta (move)
 --                 or the count (stocktake)
 --   (One JSON argument, keys by index: packing arguments is the client's cost.)
 --
--- Returns ONE string of space-separated values (a flat string parses far faster in a
--- pure-Python client than a nested array): 8 per line, lines in event order:
+-- Returns ONE flat array (numbers as integers: Redis converts them in C, where Lua's own
+-- number-to-string conversion costs about a microsecond each): 8 values per line, lines in
+-- event order:
 --   effect, duplicate (0/1), available, reserved, on_hand (total), version, oversold (0/1),
 --   unreported (0/1: a duplicate of an application whose outputs may never have gone out)
 -- then 3 per SKU, in the order the lines first name them, of where Taobao stands as the
--- projection recorded it: pushed (the version Taobao confirmed), tb_state, tb_qty ('-': none)
+-- projection recorded it: pushed (the version Taobao confirmed), tb_state, tb_qty (nil: none)
 --
 -- Each SKU hash, order hash and seen key is read at most once and written at most once per
 -- chunk (a cache in between); a movement log's writes are queued in order, and a stocktake
@@ -40,7 +49,8 @@
 -- everything is validated first. The caller bounds a chunk's size (ledger.py), so a call
 -- stays short.
 
-local ttl, retention, change_score, attempt, events = unpack(cjson.decode(ARGV[1]))
+local ttl, retention, change_score, attempt, reported_prefix, now, events =
+  unpack(cjson.decode(ARGV[1]))
 
 local function int(x)
   -- tostring() would print large numbers in exponent form.
@@ -75,7 +85,8 @@ for n, e in ipairs(events) do
     return redis.error_reply('ledger: event ' .. n .. ': no order key')
   end
   for _, line in ipairs(lines) do
-    if not (KEYS[line[5]] and KEYS[line[6]]) or (STOCK_OPS[op] and not KEYS[line[7]]) then
+    if not KEYS[line[5]] or not (ORDER_OPS[op] or KEYS[line[6]])
+        or (STOCK_OPS[op] and not KEYS[line[7]]) then
       return redis.error_reply('ledger: event ' .. n .. ': a line names a missing key')
     end
   end
@@ -125,9 +136,10 @@ local function sku_state(k, sku, wh)
     local f = fields_of(wh)
     local h = redis.call('HMGET', KEYS[k], 'on_hand', 'reserved', 'version',
       f.oh, f.st_at, f.st_id, f.mv_trim, 'pushed', 'tb_state', 'tb_qty')
+    -- dirty: field -> new value; numbers are formatted once, when the chunk writes.
     s = {sku = sku, on_hand = num(h[1]), reserved = num(h[2]), version = num(h[3]),
       known = h[3] ~= false, wh = {[wh] = warehouse(h, 4)}, dirty = {},
-      taobao = (h[8] or '0') .. ' ' .. (h[9] or '-') .. ' ' .. (h[10] or '-')}
+      pushed = num(h[8]), tb_state = h[9], tb_qty = tonumber(h[10]) or false}
     skus[k] = s
     touched[#touched + 1] = s
   elseif not s.wh[wh] then
@@ -141,23 +153,22 @@ end
 local function order_state(k)
   local o = orders[k]
   if not o then
-    o = {fields = {}, dirty = {}, open_delta = 0, written = false}
+    o = {fields = {}, dirty = {}, open = nil, existed = false, open_delta = 0, written = false}
     orders[k] = o
   end
   return o
 end
 
--- One HMGET per event for the order lines the cache does not hold yet (and, the first
--- time, the order's count of open lines).
-local function load_order_lines(o, k, lines)
+-- One HMGET per event for the order-hash fields the cache does not hold yet (and, the
+-- first time, the order's count of open lines).
+local function load_order_fields(o, k, names)
   local want = {}
   if o.open == nil then
     want[1] = 'open'
   end
-  for _, l in ipairs(lines) do
-    if o.fields[l.state_f] == nil then
-      want[#want + 1] = l.state_f
-      want[#want + 1] = l.reserved_f
+  for _, name in ipairs(names) do
+    if o.fields[name] == nil then
+      want[#want + 1] = name
     end
   end
   if #want > 0 then
@@ -166,9 +177,27 @@ local function load_order_lines(o, k, lines)
       o.fields[want[i]] = got[i]
     end
     if o.open == nil then
-      o.open = num(got[1])
+      -- Every write of an order hash sets `open`: without it, there is no hash yet.
+      o.open, o.existed = num(got[1]), got[1] ~= false
     end
   end
+end
+
+-- Whether an earlier attempt's outputs were marked produced (Ledger.mark_reported), once
+-- per attempt per chunk.
+local reported = {}
+local function outputs_reported(by)
+  local r = reported[by]
+  if r == nil then
+    -- A mark lives the de-dup TTL from just after its call, and an open order keeps its
+    -- lines' seen values longer: past that age, a missing mark may have expired rather
+    -- than never been written, so the application counts as reported.
+    local made = tonumber(string.match(by, '^(%x+)%.') or '', 16)
+    r = (made ~= nil and now - made >= ttl * 1000)
+      or redis.call('EXISTS', reported_prefix .. by) == 1
+    reported[by] = r
+  end
+  return r
 end
 
 local function seen_value(k)
@@ -182,20 +211,30 @@ end
 
 -- ---------------------------------------------------------------- read one line
 
-local function read_line(line)
+local function read_line(line, seen)
   local sku, qty, wh, dedupe, sku_k, seen_k, log_k = unpack(line)
-  local l = {sku = sku, qty = qty, wh = wh, dedupe = dedupe, seen_k = seen_k,
-    log_key = log_k ~= 0 and KEYS[log_k] or nil, log_k = log_k}
-  local seen = seen_value(seen_k).value
-  l.seen = seen or nil
+  local s, w = sku_state(sku_k, sku, wh)
+  -- Every field a line ever gets is named here: a table built with its fields is sized
+  -- once (fields added one by one grow it several times), and under 32 fields it takes
+  -- half the memory of one just over (Lua sizes by powers of two; this runs per line).
+  -- What the planners read of the warehouse (stocktake, horizon, on hand) they read from
+  -- `w`: an event's lines name distinct SKUs, so nothing changes it before they decide.
+  -- on_hand, reserved and version are the SKU's figures as the event found them.
+  local l = {sku = sku, qty = qty, wh = wh, dedupe = dedupe, seen_k = seen_k, log_k = log_k,
+    seen = seen or nil, unreported = false, figures = '', seen_oversold = false, s = s,
+    w = w, on_hand = s.on_hand, reserved = s.reserved, version = s.version, effect = nil,
+    dup = nil, d_res = nil, d_wh = nil, log = nil, stocktake = nil, new_state = nil,
+    new_line_reserved = nil, state = nil, line_reserved = 0, state_f = nil,
+    reserved_f = nil, seen_f = nil}
   local mark = l.seen and string.find(l.seen, '?', 1, true)
   if mark then
-    -- Applied, outputs not known to be produced (`?<attempt>:<figures>`): by another
-    -- attempt (a retry after a lost reply, a redelivery after a crash) the application is
-    -- reported again, with the figures it had then.
+    -- Applied by `?<attempt>`, with the figures right after it. By another attempt (a
+    -- retry after a lost reply, a redelivery after a crash) whose outputs were never
+    -- marked produced, the application is reported again, with the figures it had then.
     local rest = string.sub(l.seen, mark + 1)
     local colon = string.find(rest, ':', 1, true)
-    l.unreported = string.sub(rest, 1, (colon or 0) - 1) ~= attempt
+    local by = string.sub(rest, 1, (colon or 0) - 1)
+    l.unreported = by ~= attempt and not outputs_reported(by)
     l.figures = colon and string.sub(rest, colon) or ''
     l.seen = string.sub(l.seen, 1, mark - 1)
   end
@@ -203,9 +242,6 @@ local function read_line(line)
     -- The first application oversold: a replay reports it again, so its alert is re-raised.
     l.seen, l.seen_oversold = string.sub(l.seen, 1, -2), true
   end
-  l.s, l.w = sku_state(sku_k, sku, wh)
-  l.on_hand, l.reserved, l.version, l.known = l.s.on_hand, l.s.reserved, l.s.version, l.s.known
-  l.wh_on_hand, l.st_at, l.st_id, l.mv_trim = l.w.on_hand, l.w.st_at, l.w.st_id, l.w.mv_trim
   return l
 end
 
@@ -215,7 +251,7 @@ local at, event_id -- of the event being applied
 
 -- A movement at or before the warehouse's stocktake is already counted in it.
 local function superseded(l)
-  return l.st_at ~= nil and at <= l.st_at
+  return l.w.st_at ~= nil and at <= l.w.st_at
 end
 
 -- Each planner sets on the line: effect (or dup), d_res (reserved delta), d_wh (on-hand
@@ -225,7 +261,9 @@ local planners = {}
 
 function planners.created(l)
   if l.state == 'reserved' then
-    l.dup = 'reserved' -- seen key expired while the order hash lived: still a duplicate
+    -- No de-dup value but reserved: applied by a ledger that kept order lines' de-dup
+    -- values in keys of their own (since expired). Still a duplicate.
+    l.dup = 'reserved'
   elseif l.state == 'cancelled' then
     l.effect = 'order_already_cancelled'
   elseif l.state == 'shipped' then
@@ -278,9 +316,10 @@ function planners.move(l)
 end
 
 function planners.stocktake(l)
-  if l.st_at ~= nil and (at < l.st_at or (at == l.st_at and not bytes_less(l.st_id, event_id))) then
+  local w = l.w
+  if w.st_at ~= nil and (at < w.st_at or (at == w.st_at and not bytes_less(w.st_id, event_id))) then
     l.effect = 'superseded_by_stocktake'
-  elseif l.mv_trim ~= nil and at < l.mv_trim then
+  elseif w.mv_trim ~= nil and at < w.mv_trim then
     -- The log may have dropped movements after `at`: a recount would be wrong.
     l.effect = 'stocktake_too_old'
   else
@@ -288,7 +327,7 @@ function planners.stocktake(l)
     -- removes from a log is never after a count it applies: trims stay below mv_trim and
     -- stocktake cuts below their own time, both at most `at`.)
     local later, counted = 0, {}
-    for _, member in ipairs(redis.call('ZRANGEBYSCORE', l.log_key, '(' .. int(at), '+inf')) do
+    for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[l.log_k], '(' .. int(at), '+inf')) do
       counted[member] = true
       later = later + tonumber(string.match(member, '|(-?%d+)$'))
     end
@@ -297,7 +336,7 @@ function planners.stocktake(l)
         later = later + tonumber(string.match(member, '|(-?%d+)$'))
       end
     end
-    l.effect, l.d_wh, l.stocktake = 'stocktake_applied', l.qty + later - l.wh_on_hand, true
+    l.effect, l.d_wh, l.stocktake = 'stocktake_applied', l.qty + later - w.on_hand, true
   end
 end
 
@@ -308,16 +347,17 @@ end
 -- older than it can no longer be recomputed.
 local function append_log(l)
   local g = log_state(l.log_k)
-  local member = l.dedupe .. '|' .. int(l.log)
+  local member = string.format('%s|%d', l.dedupe, l.log)
   g.adds[member] = at
   g.ops[#g.ops + 1] = {'ZADD', int(at), member}
   local horizon = at - retention
-  if l.mv_trim == nil or horizon >= l.mv_trim + retention / 4 then
-    if l.mv_trim ~= nil then
+  local trim = l.w.mv_trim
+  if trim == nil or horizon >= trim + retention / 4 then
+    if trim ~= nil then
       g.ops[#g.ops + 1] = {'ZREMRANGEBYSCORE', '-inf', '(' .. int(horizon)}
     end
     l.w.mv_trim = horizon
-    l.s.dirty[fields_of(l.wh).mv_trim] = int(horizon)
+    l.s.dirty[fields_of(l.wh).mv_trim] = horizon
   end
 end
 
@@ -334,10 +374,10 @@ local function apply_sku(l)
   end
   l.version = s.version
   s.reserved = s.reserved + d_res
-  s.dirty.version, s.dirty.reserved = int(s.version), int(s.reserved)
+  s.dirty.version, s.dirty.reserved = s.version, s.reserved
   if d_wh ~= 0 or l.stocktake then
     s.on_hand, w.on_hand = s.on_hand + d_wh, w.on_hand + d_wh
-    s.dirty.on_hand, s.dirty[fields_of(l.wh).oh] = int(s.on_hand), int(w.on_hand)
+    s.dirty.on_hand, s.dirty[fields_of(l.wh).oh] = s.on_hand, w.on_hand
   end
   if l.log then
     append_log(l)
@@ -352,7 +392,7 @@ local function apply_sku(l)
     end
     w.st_at, w.st_id = at, event_id
     local f = fields_of(l.wh)
-    s.dirty[f.st_at], s.dirty[f.st_id] = int(at), event_id
+    s.dirty[f.st_at], s.dirty[f.st_id] = at, event_id
   end
   if not s.known then
     s.known = true
@@ -379,19 +419,25 @@ local function unreported_value(effect, oversold, figures)
   return effect .. (oversold and '!' or '') .. '?' .. attempt .. figures
 end
 
+-- The line's de-dup value: a field of its order's hash, or a warehouse event's own key
+-- (`fresh`: a new application, which starts the key's TTL; a re-stamp keeps it).
+local function write_seen(l, o, value, fresh)
+  if o then
+    o.fields[l.seen_f], o.dirty[l.seen_f], o.written = value, value, true
+  else
+    local seen = seens[l.seen_k]
+    seen.value, seen.write, seen.ex = value, value, fresh or seen.ex or false
+  end
+end
+
 local function apply_line(l, o)
-  local seen = seens[l.seen_k]
   if l.unreported then
     -- Now reported by this attempt: a later copy in this chunk is a plain duplicate.
-    seen.value = unreported_value(l.seen, l.seen_oversold, l.figures)
-    seen.write, seen.ex = seen.value, seen.ex or false
+    write_seen(l, o, unreported_value(l.seen, l.seen_oversold, l.figures), false)
   elseif not (l.seen or l.dup) then
     apply_sku(l)
-    local available, reserved, on_hand, version = figures_after(l)
-    -- (Integers below 1e14: concatenation prints them exactly, and cheaper than format.)
-    local figures = ':' .. available .. ':' .. reserved .. ':' .. on_hand .. ':' .. version
-    seen.value = unreported_value(l.effect, oversold_by(l), figures)
-    seen.write, seen.ex = seen.value, true
+    local figures = string.format(':%d:%d:%d:%d', figures_after(l))
+    write_seen(l, o, unreported_value(l.effect, oversold_by(l), figures), true)
     if l.new_state then
       o.fields[l.state_f], o.fields[l.reserved_f] = l.new_state, l.new_line_reserved
       o.dirty[l.state_f], o.dirty[l.reserved_f] = l.new_state, l.new_line_reserved
@@ -402,6 +448,8 @@ local function apply_line(l, o)
   end
 end
 
+local out, n_out = {}, 0
+
 local function outcome(l)
   local available, reserved, on_hand, version = figures_after(l)
   if l.unreported and l.figures ~= '' then
@@ -411,34 +459,42 @@ local function outcome(l)
       available, reserved, on_hand, version = tonumber(a), tonumber(r), tonumber(oh), tonumber(v)
     end
   end
-  local dup = (l.seen or l.dup) and 1 or 0
-  local oversold = ((dup == 1 and l.seen_oversold) or (dup == 0 and oversold_by(l))) and 1 or 0
-  -- Integers below 1e14 (far above any stock): Lua's own conversion prints them exactly.
-  return (l.seen or l.dup or l.effect) .. ' ' .. dup .. ' ' .. available .. ' ' .. reserved
-    .. ' ' .. on_hand .. ' ' .. version .. ' ' .. oversold .. ' ' .. (l.unreported and 1 or 0)
+  local dup = (l.seen or l.dup) and true or false
+  local oversold = (dup and l.seen_oversold) or (not dup and oversold_by(l))
+  local n = n_out
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = l.seen or l.dup or l.effect, dup and 1 or 0,
+    available, reserved
+  out[n + 5], out[n + 6], out[n + 7], out[n + 8] = on_hand, version, oversold and 1 or 0,
+    l.unreported and 1 or 0
+  n_out = n + 8
 end
 
 -- ---------------------------------------------------------------- one event
 
-local out = {}
-
 local function apply_event(e)
   local op, order_k, args = e[1], e[4], e[5]
   at, event_id = e[2], e[3]
-  local lines = {}
-  for i, line in ipairs(args) do
-    lines[i] = read_line(line)
-  end
-  local o = nil
+  local lines, o = {}, nil
   if ORDER_OPS[op] then
-    for _, l in ipairs(lines) do
-      l.state_f, l.reserved_f = 'state:' .. l.sku, 'reserved:' .. l.sku
+    -- Per line: its state, its reservation and its de-dup value, in one HMGET.
+    local names = {}
+    for i, line in ipairs(args) do
+      local sku = line[1]
+      names[3 * i - 2], names[3 * i - 1] = 'state:' .. sku, 'reserved:' .. sku
+      names[3 * i] = 'seen:' .. op .. ':' .. sku
     end
     o = order_state(order_k)
-    load_order_lines(o, order_k, lines)
-    for _, l in ipairs(lines) do
+    load_order_fields(o, order_k, names)
+    for i, line in ipairs(args) do
+      local l = read_line(line, o.fields[names[3 * i]])
+      l.state_f, l.reserved_f, l.seen_f = names[3 * i - 2], names[3 * i - 1], names[3 * i]
       l.state = o.fields[l.state_f] or nil
       l.line_reserved = num(o.fields[l.reserved_f])
+      lines[i] = l
+    end
+  else
+    for i, line in ipairs(args) do
+      lines[i] = read_line(line, seen_value(line[6]).value)
     end
   end
   for _, l in ipairs(lines) do
@@ -451,7 +507,7 @@ local function apply_event(e)
     apply_line(l, o)
   end
   for _, l in ipairs(lines) do
-    out[#out + 1] = outcome(l)
+    outcome(l)
   end
 end
 
@@ -470,7 +526,7 @@ end
 for k, s in pairs(skus) do
   local fields = {}
   for field, value in pairs(s.dirty) do
-    fields[#fields + 1], fields[#fields + 2] = field, value
+    fields[#fields + 1], fields[#fields + 2] = field, type(value) == 'number' and int(value) or value
   end
   if #fields > 0 then
     redis.call('HSET', KEYS[k], unpack(fields))
@@ -511,13 +567,17 @@ for k, o in pairs(orders) do
     fields[#fields + 1], fields[#fields + 2] = 'open', int(open)
     redis.call('HSET', KEYS[k], unpack(fields))
     if open > 0 then
-      redis.call('PERSIST', KEYS[k])
+      -- Only a closed order's hash has a TTL (a new one has none, an open one lost it).
+      if o.open == 0 and o.existed then
+        redis.call('PERSIST', KEYS[k])
+      end
     else
       redis.call('EXPIRE', KEYS[k], ttl)
     end
   end
 end
-for _, sku in ipairs(touched) do
-  out[#out + 1] = sku.taobao
+for _, s in ipairs(touched) do
+  out[n_out + 1], out[n_out + 2], out[n_out + 3] = s.pushed, s.tb_state, s.tb_qty
+  n_out = n_out + 3
 end
-return table.concat(out, ' ')
+return out

@@ -178,8 +178,9 @@ async def test_scenario_one_event_at_a_time(
 async def test_scenario_in_one_batch_then_redelivered(
     ledger: Ledger, events: list[StockEvent], expected: list[str]
 ) -> None:
-    assert effects(await ledger.apply(events)) == expected
-    await ledger.mark_reported(events)  # the results went out
+    application = await ledger.apply_viewing(events)
+    assert effects(application.outcomes) == expected
+    await ledger.mark_reported(application.attempt)  # the results went out
     redelivered = await ledger.apply(events)
     assert all(outcome.duplicate for outcome in redelivered)
     # A duplicate reports the effect its first delivery had.
@@ -233,13 +234,14 @@ async def test_unicode_codes_round_trip(ledger: Ledger) -> None:
     assert await ledger.due(0, 10) == [sku]
 
 
-async def test_order_state_still_blocks_a_redelivery_after_its_seen_key_expired(
+async def test_order_state_still_blocks_a_redelivery_without_its_dedupe_value(
     ledger: Ledger, redis: Redis, keys: Keys
 ) -> None:
     created, shipped = order(C, "o1", 1, ("A", 2)), order(S, "o1", 2, ("A", 1))
     await ledger.apply([wh(RECV, "A", 5, 0), created, shipped])
-    # The order hash's TTL is refreshed by later lines, so it can outlive a seen key.
-    await redis.delete(keys.seen(line_key("o1", "A", C)), keys.seen(line_key("o1", "A", S)))
+    # As a ledger that kept order lines' de-dup values in keys of their own left it, once
+    # those expired: the lines' state alone.
+    await redis.hdel(keys.order("o1"), "seen:created:A", "seen:shipped:A")
     again = await ledger.apply([shipped, created])
     assert effects(again) == ["dup:shipped", "order_already_shipped"]
     stock = (await ledger.stock(["A"]))["A"]
@@ -303,12 +305,13 @@ async def test_a_redelivery_before_the_outputs_went_out_is_reported_as_the_appli
     created = order(C, "o1", 1, ("A", 2), ("B", 1))
     stocktake = wh(TAKE, "A", 1, 0)
     # Two copies in one call: the second is a plain duplicate of the first.
-    first = await ledger.apply([stocktake, created, created])
-    assert [o.duplicate for o in first] == [False, False, True]
+    first = await ledger.apply_viewing([stocktake, created, created])
+    assert [o.duplicate for o in first.outcomes] == [False, False, True]
 
     # Another attempt before the outputs were marked produced (a crash, a lost reply): the
     # application is reported again, with its effects and its oversell, changing nothing.
-    again = await ledger.apply([stocktake, created])
+    second = await ledger.apply_viewing([stocktake, created])
+    again = second.outcomes
     assert [o.duplicate for o in again] == [False, False]
     assert all(line.duplicate and line.unreported for o in again for line in o.lines)
     assert effects(again) == ["dup:stocktake_applied", "dup:reserved", "dup:reserved"]
@@ -316,10 +319,43 @@ async def test_a_redelivery_before_the_outputs_went_out_is_reported_as_the_appli
     stock = await ledger.stock(["A", "B"])
     assert (stock["A"].reserved, stock["B"].reserved) == (2, 1)
 
-    await ledger.mark_reported([stocktake, created])
+    # The second attempt took the applications over: marking the first one's outputs does
+    # not vouch for them any more; marking the second's does.
+    await ledger.mark_reported(first.attempt)
+    assert all(o.lines[0].unreported for o in await ledger.apply([stocktake, created]))
+    third = await ledger.apply_viewing([stocktake, created])
+    await ledger.mark_reported(third.attempt)
     after = await ledger.apply([stocktake, created])
     assert [o.duplicate for o in after] == [True, True]
     assert not any(line.unreported for o in after for line in o.lines)
+
+
+async def test_an_order_lines_dedupe_value_lives_in_its_orders_hash(
+    ledger: Ledger, redis: Redis, keys: Keys
+) -> None:
+    application = await ledger.apply_viewing([order(C, "o1", 1, ("A", 2))])
+    value = await redis.hget(keys.order("o1"), "seen:created:A")
+    assert value == f"reserved!?{application.attempt}:-2:2:0:1".encode()  # oversold
+    assert not await redis.exists(keys.seen(line_key("o1", "A", C)))
+
+
+async def test_an_unmarked_application_older_than_the_dedupe_ttl_is_a_plain_duplicate(
+    redis: Redis, keys: Keys
+) -> None:
+    # Its mark, if it was ever written, may have expired: the ledger cannot tell, so it
+    # does not report the application a second time.
+    now = [1_000_000]
+    ledger = Ledger(redis, keys, dedupe_ttl_s=60, default_warehouse=W1, clock_ms=lambda: now[0])
+    created = order(C, "o1", 1, ("A", 2))
+    await ledger.apply([created])
+    now[0] += 59_000
+    assert (await ledger.apply([created]))[0].lines[0].unreported  # re-stamped at +59 s
+    now[0] += 59_000
+    assert (await ledger.apply([created]))[0].lines[0].unreported
+    now[0] += 60_000
+    (late,) = await ledger.apply([created])
+    assert late.duplicate
+    assert not late.lines[0].unreported
 
 
 async def test_a_retried_call_reports_each_application_once_with_its_figures(
@@ -353,14 +389,18 @@ async def test_a_retried_call_reports_each_application_once_with_its_figures(
     assert figures(first)[1] == (4, 6, 2)
 
 
-async def test_marking_keeps_the_dedupe_ttl(ledger: Ledger, redis: Redis, keys: Keys) -> None:
-    event = wh(RECV, "A", 1, 1, eid="w1")
-    await ledger.apply([event])
-    await redis.expire(keys.seen("w1"), 123)
-    await ledger.mark_reported([event, wh(RECV, "A", 1, 2, eid="never-applied")])
-    assert 0 < await redis.ttl(keys.seen("w1")) <= 123
-    assert await redis.get(keys.seen("w1")) == b"on_hand_changed"  # mark and figures cut
-    assert await redis.exists(keys.seen("never-applied")) == 0
+async def test_the_reported_mark_is_one_key_that_outlives_what_it_vouches_for(
+    ledger: Ledger, redis: Redis, keys: Keys
+) -> None:
+    application = await ledger.apply_viewing([wh(RECV, "A", 1, 1, eid="w1")])
+    seen = await redis.get(keys.seen("w1"))
+    assert seen == f"on_hand_changed?{application.attempt}:1:0:1:1".encode()
+
+    await ledger.mark_reported(application.attempt)
+
+    assert await redis.get(keys.seen("w1")) == seen  # no second pass over the seen keys
+    assert await redis.ttl(keys.reported(application.attempt)) >= await redis.ttl(keys.seen("w1"))
+    assert await redis.ttl(keys.reported(application.attempt)) > TTL_S - 10
 
 
 async def test_reschedule_touches_only_skus_still_pending(ledger: Ledger) -> None:
@@ -451,8 +491,7 @@ async def test_a_duplicate_in_the_middle_of_a_batch_does_not_disturb_the_others(
     ledger: Ledger,
 ) -> None:
     first = order(C, "o1", 1, ("A", 2), ("B", 1))
-    await ledger.apply([first])
-    await ledger.mark_reported([first])
+    await ledger.mark_reported((await ledger.apply_viewing([first])).attempt)
     batch: list[StockEvent] = [
         wh(RECV, "A", 5, 2),
         first,
@@ -483,9 +522,7 @@ async def test_a_chunk_whose_script_fails_writes_nothing(
     # The chunk left no trace: not the movement before it, its log, nor line A.
     a = (await ledger.stock(["A"]))["A"]
     assert (a.version, a.reserved, dict(a.on_hand)) == (0, 0, {})
-    assert not await redis.exists(
-        keys.order("o1"), keys.seen(line_key("o1", "A", C)), keys.movements("A", W1)
-    )
+    assert not await redis.exists(keys.order("o1"), keys.movements("A", W1))
     await redis.delete(keys.sku("B"))
     # Retrying the whole batch applies every event once and only once.
     outcomes = await ledger.apply(batch)
@@ -498,8 +535,9 @@ async def test_dedupe_and_closed_order_keys_expire_the_sku_does_not(
 ) -> None:
     await ledger.apply([order(C, "o1", 1, ("A", 1)), wh(RECV, "A", 1, 1, eid="w1")])
     await ledger.apply([order(C, "o2", 2, ("A", 1)), order(X, "o2", 3, ("A", 1))])
-    for key in (keys.seen(line_key("o1", "A", C)), keys.order("o2"), keys.seen("w1")):
+    for key in (keys.order("o2"), keys.seen("w1")):
         assert 0 < await redis.ttl(key) <= TTL_S, key
+    assert await redis.ttl(keys.order("o1")) == -1  # open: its lines' de-dup values with it
     assert await redis.ttl(keys.sku("A")) == -1
     assert await redis.ttl(keys.pending) == -1
 
@@ -516,7 +554,6 @@ async def test_an_open_order_keeps_its_state_until_its_last_line_is_released(
     await ledger.apply([order(S, "o1", 2, ("A", 2))])
     assert await redis.ttl(keys.order("o1")) == -1  # B is still reserved
 
-    await redis.delete(keys.seen(line_key("o1", "B", C)))  # as if the TTL had passed
     (cancel,) = await ledger.apply([order(X, "o1", 3, ("B", 3))])
     assert effects([cancel]) == ["released"]
     assert 0 < await redis.ttl(keys.order("o1")) <= 1  # closed: now it may expire
@@ -702,7 +739,8 @@ async def test_any_arrival_order_and_redelivery_matches_the_reference(
                 delivered.add(event.event_id)
                 outcomes.append(outcome)
         in_batch: set[str] = set()
-        for outcome, event in zip(await ledger.apply(batch), batch, strict=True):
+        application = await ledger.apply_viewing(batch)
+        for outcome, event in zip(application.outcomes, batch, strict=True):
             # First delivery applies (no line is a duplicate); any later one is a duplicate.
             assert all(line.duplicate == (event.event_id in delivered) for line in outcome.lines)
             # ... a plain one once its outputs were reported, or after a copy in this batch;
@@ -713,7 +751,7 @@ async def test_any_arrival_order_and_redelivery_matches_the_reference(
             in_batch.add(event.event_id)
             outcomes.append(outcome)
         if data.draw(st.booleans(), label="outputs produced"):  # else: crashed before it
-            await ledger.mark_reported(batch)
+            await ledger.mark_reported(application.attempt)
             reported |= in_batch
     await assert_matches_reference(ledger, events)
     versions = check_versions(outcomes)
@@ -728,13 +766,14 @@ async def test_applying_reads_where_taobao_stands_for_every_sku_it_names(ledger:
     await ledger.confirm({"A": 1})
     await ledger.record_taobao({"A": (1, "SYNCED", 5)})
 
-    outcomes, views = await ledger.apply_viewing(
+    application = await ledger.apply_viewing(
         [
             wh(RECV, "A", 2, 2, eid="a2"),
             wh(RECV, "B", 1, 3, eid="b1"),
             wh(RECV, "A", 1, 1, eid="a1"),
         ]
     )
+    outcomes, views = application.outcomes, application.views
 
     assert [o.lines[0].version for o in outcomes] == [2, 1, 1]  # the last: a duplicate
     # As the same atomic call read them: Taobao has A's version 1, nothing of B yet.

@@ -20,6 +20,7 @@ from connector.contracts.records import ResultStatus, TaobaoState
 from connector.errors import BrokerRefused, DependencyError
 from connector.ingest.loop import IngestLoop
 from connector.kafka import Inbound, Outbound
+from connector.ledger.ledger import Application
 from connector.ledger.outcomes import Effect, EventOutcome, LineOutcome, TaobaoView
 from connector.metrics import SyncMetrics
 from connector.retrying import Stopped
@@ -76,21 +77,21 @@ class FakeLedger:
     def __init__(self, journal: Journal, *, duplicate: bool = False) -> None:
         self.journal = journal
         self.duplicate = duplicate
-        self.reported: list[str] = []
+        self.applied: list[tuple[str, list[str]]] = []  # (attempt, event ids)
+        self.reported: list[str] = []  # the event ids of the attempts marked
 
-    async def apply_viewing(
-        self, events: Sequence[StockEvent]
-    ) -> tuple[list[EventOutcome], dict[str, TaobaoView]]:
+    async def apply_viewing(self, events: Sequence[StockEvent]) -> Application:
         self.journal.step("ledger.apply")
         line = LineOutcome("A", Effect.RESERVED, self.duplicate, 4, 1, 5, 2, False)
+        attempt = f"attempt-{len(self.applied)}"
+        self.applied.append((attempt, [e.event_id for e in events]))
         # Taobao confirmed version 1 (quantity 5): where it stood when the ledger applied.
-        return [EventOutcome(e.event_id, (line,)) for e in events], {
-            "A": TaobaoView(1, "SYNCED", 5)
-        }
+        outcomes = [EventOutcome(e.event_id, (line,)) for e in events]
+        return Application(outcomes, {"A": TaobaoView(1, "SYNCED", 5)}, attempt)
 
-    async def mark_reported(self, events: Sequence[StockEvent]) -> None:
+    async def mark_reported(self, attempt: str) -> None:
         self.journal.step("ledger.mark_reported")
-        self.reported += [e.event_id for e in events]
+        self.reported += dict(self.applied)[attempt]
 
 
 class FakeMapping:
