@@ -215,6 +215,7 @@ def to_inbound(message: Message) -> Inbound:
         offset=message.offset() or 0,
         key=message.key(),
         value=message.value(),
-        headers=tuple((name, header_bytes(value)) for name, value in headers),
+        # (Most messages carry none: skip building an empty tuple from a generator.)
+        headers=tuple((name, header_bytes(value)) for name, value in headers) if raw else (),
         timestamp_ms=None if ts_type == 0 else ts,  # 0 is TIMESTAMP_NOT_AVAILABLE
     )
