@@ -3,17 +3,22 @@
 One batch at a time, in this order, so that every guarantee in the README's "How it works" holds:
 
 1. decode and validate every message (bad input becomes a dead letter, never a crash);
-2. apply the valid events to the ledger in one pipelined round trip (exactly once: the
-   de-duplication key is written by the same atomic Lua call as the effect, and the SKUs
-   changed are marked pending in that same call: the outbox the projection loop drains;
-   the call also reads where Taobao stands for the batch's SKUs);
+2. apply the valid events to the ledger (exactly once: the de-duplication value is written
+   by the same atomic Lua call as the effect, and the SKUs changed are marked pending in
+   that same call: the outbox the projection loop drains; the call also reads where Taobao
+   stands for the events' SKUs);
 3. tell the projection loop which SKUs changed (an in-process wake-up, with the events'
    span contexts for its links);
-4. produce one result per input, the alerts and the dead letters, and wait for the broker
-   to acknowledge them;
-5. only then mark the ledger call reported (one write: its applications' outputs are out)
+4. queue one result per input, the alerts and the dead letters on the producer;
+5. wait for the broker to acknowledge all of them;
+6. only then mark the ledger calls reported (one write: its applications' outputs are out)
    and commit the batch's offsets (the two at once: each needs the acknowledgement,
    neither needs the other).
+
+Steps 1–4 run per slice of ``SLICE_EVENTS`` messages, overlapped: while Redis applies
+slice k, Python decodes slice k+1 and emits slice k-1 (ledger calls run one at a time, in
+input order, so each event still sees the ones before it; outputs are queued in input
+order). Nothing is marked or committed before every output of the batch is acknowledged.
 
 A crash anywhere before the commit redelivers the batch; the ledger de-duplicates it and the pending
 set still pushes what never reached Taobao. An event whose application was never marked
@@ -26,6 +31,7 @@ projection waits it out on its own.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import Counter
@@ -47,7 +53,7 @@ from connector.ingest.reporting import (
     rejected_result,
     result_for,
 )
-from connector.kafka import EventConsumer, EventProducer, Inbound, Outbound
+from connector.kafka import Delivery, EventConsumer, EventProducer, Inbound, Outbound
 from connector.ledger.ledger import Ledger
 from connector.ledger.outcomes import TaobaoView
 from connector.metrics import SyncMetrics
@@ -61,8 +67,17 @@ __all__ = ["Changed", "IngestLoop", "IngestState"]
 log = logging.getLogger(__name__)
 
 PRODUCE_TIMEOUT_S: Final = 30.0
+# Messages per slice of a batch: each slice is one ledger call, overlapped with decoding
+# the next slice and emitting the one before (see IngestLoop._slices).
+SLICE_EVENTS: Final = 250
+# Event-loop turns redis-py's pipeline takes from the call to writing it (2 measured with
+# a socket timeout set, one more for margin): fewer only lose the overlap, never order.
+_SEND_TURNS: Final = 3
 
 _T = TypeVar("_T")
+# A slice's applied events, where Taobao stood for its SKUs, and the ledger call's id to
+# mark (None: it stamped nothing).
+_Applied = tuple[list[tuple["Decoded", "Applied"]], dict[str, TaobaoView], str | None]
 
 # Told after each ledger step: the SKUs it changed, with the span contexts of the events.
 Changed = Callable[[Mapping[str, Sequence[SpanContext]]], None]
@@ -85,6 +100,16 @@ class _Batch:
     events: Counter[tuple[str, str]] = field(default_factory=Counter)
     alerts: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(slots=True)
+class _Slice:
+    """Part of a batch on its way through the ledger (see ``IngestLoop._slices``)."""
+
+    work: _Batch
+    ledger: asyncio.Task[_Applied] | None = None
+    applied: list[tuple[Decoded, Applied]] = field(default_factory=list)
+    views: dict[str, TaobaoView] = field(default_factory=dict)
 
 
 class IngestLoop:
@@ -150,19 +175,11 @@ class IngestLoop:
     async def process(self, batch: Sequence[Inbound]) -> None:
         """Decode, apply, emit and commit one batch."""
         started = time.monotonic()
-        work = _Batch(await self._retrying("decode", lambda: self._off_loop(self._decode, batch)))
+        work = _Batch([])
+        delivery = self._producer.start()
         try:
-            applied, views, attempt = await self._apply(work)
-            standing = await self._standing(views)
-            await self._retrying(
-                "encode", lambda: self._off_loop(self._emit, work, applied, standing)
-            )
-            await self._retrying(
-                "produce",
-                lambda: asyncio.to_thread(
-                    self._producer.send, work.outbound, timeout_s=PRODUCE_TIMEOUT_S
-                ),
-            )
+            attempts = await self._slices(batch, work, delivery)
+            await self._produce(work, delivery)
             # Only now is each application reported: a redelivery from here on is a plain
             # duplicate, while one that comes before (a crash, a lost reply) reports it again.
             # Marking and committing both wait for the outputs' acknowledgement, not for
@@ -170,7 +187,7 @@ class IngestLoop:
             # again as the application; a commit before it means no redelivery), so the
             # two round trips overlap.
             outcomes = await asyncio.gather(
-                self._mark_reported(attempt),
+                *(self._mark_reported(attempt) for attempt in attempts),
                 self._retrying("commit", lambda: asyncio.to_thread(self._consumer.commit, batch)),
                 return_exceptions=True,
             )
@@ -183,6 +200,78 @@ class IngestLoop:
         self.state.batches += 1
         self._count(work)
         self._metrics.batches.record(time.monotonic() - started)
+
+    async def _slices(
+        self, batch: Sequence[Inbound], work: _Batch, delivery: Delivery
+    ) -> list[str]:
+        """Decode, apply and emit the batch in slices, overlapping Redis with Python.
+
+        While the ledger applies slice k (one call at a time, in order: each sees the ones
+        before it), this decodes slice k+1 and emits slice k-1, whose outputs go to the
+        producer at once (acknowledged, with the rest, before anything is marked or
+        committed). Returns the ledger calls' ids to mark once the outputs are out.
+        """
+        attempts: list[str] = []
+        previous: _Slice | None = None
+        try:
+            for offset in range(0, len(batch), SLICE_EVENTS):
+                part = batch[offset : offset + SLICE_EVENTS]
+                messages = await self._retrying(
+                    "decode", functools.partial(self._off_loop, self._decode, part)
+                )
+                work.messages += messages
+                current = _Slice(_Batch(messages))
+                if previous is not None:
+                    await self._settle(previous, attempts)
+                # Started only now: ledger calls never overlap each other.
+                current.ledger = asyncio.create_task(self._apply(current.work))
+                for _ in range(_SEND_TURNS):  # let it write its call before the CPU work below
+                    await asyncio.sleep(0)
+                if previous is not None:
+                    await self._emit_slice(previous, work, delivery)
+                previous = current
+            if previous is not None:
+                await self._settle(previous, attempts)
+                await self._emit_slice(previous, work, delivery)
+        finally:
+            if previous is not None and previous.ledger is not None:
+                await _cancelled(previous.ledger)
+        return attempts
+
+    async def _settle(self, part: _Slice, attempts: list[str]) -> None:
+        """Wait for the slice's ledger call; keep its id to mark, if it stamped anything."""
+        assert part.ledger is not None
+        task, part.ledger = part.ledger, None
+        part.applied, part.views, attempt = await task
+        if attempt is not None:
+            attempts.append(attempt)
+
+    async def _emit_slice(self, part: _Slice, work: _Batch, delivery: Delivery) -> None:
+        standing = await self._standing(part.views)
+        await self._retrying(
+            "encode", lambda: self._off_loop(self._emit, part.work, part.applied, standing)
+        )
+        delivery.add(part.work.outbound)
+        work.outbound += part.work.outbound
+        work.events.update(part.work.events)
+        work.alerts.update(part.work.alerts)
+        work.dead_letters.update(part.work.dead_letters)
+
+    async def _produce(self, work: _Batch, delivery: Delivery) -> None:
+        """Wait for the outputs queued slice by slice; a retry sends them all again."""
+        first = True
+
+        async def attempt() -> None:
+            nonlocal first
+            if first:
+                first = False
+                await asyncio.to_thread(delivery.wait, timeout_s=PRODUCE_TIMEOUT_S)
+            else:
+                await asyncio.to_thread(
+                    self._producer.send, work.outbound, timeout_s=PRODUCE_TIMEOUT_S
+                )
+
+        await self._retrying("produce", attempt)
 
     def _count(self, work: _Batch) -> None:
         m = self._metrics
@@ -207,9 +296,7 @@ class IngestLoop:
             raise
         return messages
 
-    async def _apply(
-        self, work: _Batch
-    ) -> tuple[list[tuple[Decoded, Applied]], dict[str, TaobaoView], str | None]:
+    async def _apply(self, work: _Batch) -> _Applied:
         """Apply the batch's valid events; also returns the ledger call's id (``None``:
         nothing to apply) for the reported mark."""
         valid = [m for m in work.messages if m.event is not None]
@@ -347,3 +434,13 @@ def _changed(applied: Sequence[tuple[Decoded, Applied]]) -> dict[str, list[SpanC
             if not line.duplicate:
                 changed.setdefault(line.sku, []).append(message.span.get_span_context())
     return changed
+
+
+async def _cancelled(task: asyncio.Task[Any]) -> None:
+    """Cancel a ledger call left in flight by a failure, and wait until it has stopped (a
+    call cut off leaves its chunks applied or not, whole: the batch is redelivered). Its
+    outcome no longer matters; our own cancellation still propagates."""
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not report it as lost

@@ -108,18 +108,21 @@ def _lines(
         raise InvalidEvent("no_lines", "lines is empty: an order event needs at least one line")
     if len(raw) > max_lines:
         raise InvalidEvent("too_many_lines", f"lines has {len(raw)} lines, at most {max_lines}")
-    lines = tuple(_line(item, f"lines[{i}]", max_quantity) for i, item in enumerate(raw))
+    lines: list[OrderLine] = []
     seen: set[str] = set()
-    for i, line in enumerate(lines):
+    for i, item in enumerate(raw):
+        line = _line(item, i, max_quantity)
         if line.sku in seen:
             raise InvalidEvent(
                 "duplicate_line", f"lines[{i}].sku {line.sku!r} appears on an earlier line"
             )
         seen.add(line.sku)
-    return lines
+        lines.append(line)
+    return tuple(lines)
 
 
-def _line(item: Any, where: str, max_quantity: int) -> OrderLine:
+def _line(item: Any, index: int, max_quantity: int) -> OrderLine:
+    where = f"lines[{index}]"
     if not isinstance(item, Mapping):
         raise InvalidEvent("bad_field", f"{where} must be a record, got {type(item).__name__}")
     quantity = _int(item, "quantity", where)
@@ -164,7 +167,9 @@ def _field(record: Mapping[str, Any], field: str, where: str = "") -> Any:
 
 
 def _text(record: Mapping[str, Any], field: str, where: str = "") -> str:
-    value = _field(record, field, where)
+    value = record.get(field)
+    if value is None:
+        raise InvalidEvent("missing_field", f"{_name(field, where)} is missing")
     if not isinstance(value, str):
         raise InvalidEvent(
             "bad_field", f"{_name(field, where)} must be text, got {type(value).__name__}"

@@ -1,7 +1,8 @@
 """The Kafka boundary: a batch consumer with manual commits, a batch producer, admin helpers.
 
-Everything here is synchronous; the loops call it through ``asyncio.to_thread``. Each
-``EventConsumer`` and ``EventProducer`` must be used from one thread at a time.
+Everything here is synchronous; the loops call it through ``asyncio.to_thread`` (except
+``Delivery.add``, which never blocks). Each ``EventConsumer`` and ``EventProducer`` must be
+used from one thread at a time.
 ``KafkaException``/``KafkaError`` never leave this module: a broker that cannot be reached, or a
 broker refusal, becomes ``DependencyError`` naming ``KAFKA_BOOTSTRAP_SERVERS`` (retried);
 a refusal no retry can cure (authorization, message size) or a client that hit a fatal
@@ -14,8 +15,9 @@ Delivery semantics (at least once; duplicates are removed downstream, by event i
 * Offsets are committed only by ``EventConsumer.commit``, synchronously, for a batch whose
   effects (ledger writes, produced results) are done. ``enable.auto.commit`` and
   ``enable.auto.offset.store`` are off and ``KAFKA_EXTRA_CONFIG`` cannot turn them on.
-* ``EventProducer.send`` returns only once every message is acknowledged by all in-sync
-  replicas; otherwise it raises, and the caller must not commit the batch.
+* ``EventProducer.send`` (and ``Delivery.wait``, for a batch queued in parts) returns only
+  once every message is acknowledged by all in-sync replicas; otherwise it raises, and the
+  caller must not commit the batch.
 * Rebalances: the ingest loop commits each processed batch before it polls again, and
   ``on_revoke`` fires only inside ``poll_batch`` (librdkafka serves rebalance callbacks
   from ``consume()``). So when partitions are revoked nothing processed is uncommitted. Messages
@@ -46,9 +48,10 @@ aborted records reached ``read_committed`` consumers and committed ones went mis
 from connector.kafka.admin import check_broker, check_topics, ensure_topics
 from connector.kafka.config import Inbound, Outbound, PartitionsCallback, client_config
 from connector.kafka.consumer import EventConsumer
-from connector.kafka.producer import EventProducer
+from connector.kafka.producer import Delivery, EventProducer
 
 __all__ = [
+    "Delivery",
     "EventConsumer",
     "EventProducer",
     "Inbound",

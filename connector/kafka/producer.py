@@ -1,5 +1,9 @@
 """The batch producer: idempotent, and ``send`` returns only when every message is
-acknowledged by all in-sync replicas."""
+acknowledged by all in-sync replicas.
+
+A batch may also be produced as its parts are ready (``start``: ``Delivery.add`` queues
+without blocking, ``Delivery.wait`` waits for all of it), so the broker works on the first
+outputs while the rest are being made."""
 
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from connector.kafka.config import (
 )
 from connector.settings import KafkaSettings
 
-__all__ = ["EventProducer"]
+__all__ = ["Delivery", "EventProducer"]
 
 
 class EventProducer:
@@ -60,35 +64,16 @@ class EventProducer:
     def send(self, messages: Sequence[Outbound], *, timeout_s: float) -> None:
         """Produce ``messages`` and wait for all of them; raise ``DependencyError`` if any failed
         or ``timeout_s`` ran out (the caller must then not commit its input offsets)."""
+        delivery = self.start()
+        delivery.defer(messages)
+        delivery.wait(timeout_s=timeout_s)
+
+    def start(self) -> Delivery:
+        """A batch to produce in parts: see ``Delivery``. One at a time per producer (its
+        ``wait`` waits for everything queued on the producer)."""
         if self._closed:
             raise RuntimeError("the producer is closed")
-        deadline = time.monotonic() + timeout_s
-        failures: list[KafkaError] = []
-
-        def delivered(error: KafkaError | None, _message: Message) -> None:
-            if error is not None:
-                failures.append(error)
-
-        for message in messages:
-            self._produce(message, delivered, deadline)
-        try:
-            remaining = self._producer.flush(max(0.0, deadline - time.monotonic()))
-        except KafkaException as exc:
-            raise translate(self._settings, "producing", exc) from exc
-        self._raise_if_fatal()
-        if remaining:
-            self._drop_queued()
-            raise unreachable(
-                self._settings,
-                f"{remaining} of {len(messages)} messages unacknowledged after {timeout_s:g} s",
-                "delivery timed out",
-            )
-        if failures:
-            raise refused(
-                self._settings,
-                f"{len(failures)} of {len(messages)} messages not delivered",
-                failures[0],
-            )
+        return Delivery(self)
 
     def close(self) -> None:
         """Release the client; messages still queued (after a failed send) are dropped."""
@@ -108,6 +93,24 @@ class EventProducer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def _try_produce(
+        self, message: Outbound, delivered: Callable[[KafkaError | None, Message], None]
+    ) -> bool:
+        """Queue ``message`` if the local queue has room (never blocks)."""
+        try:
+            self._producer.produce(
+                message.topic,
+                value=message.value,
+                key=message.key,
+                headers=list(message.headers) or None,
+                on_delivery=delivered,
+            )
+        except BufferError:
+            return False
+        except KafkaException as exc:
+            raise translate(self._settings, f"producing to {message.topic}", exc) from exc
+        return True
 
     def _produce(
         self,
@@ -156,3 +159,73 @@ class EventProducer:
     def _raise_if_fatal(self) -> None:
         if self._fatal is not None:
             raise refused(self._settings, "the producer failed fatally", self._fatal)
+
+
+class Delivery:
+    """One batch's messages, queued as they are ready and waited for once.
+
+    ``add`` queues on the calling thread without blocking (an event loop may call it):
+    what a full local queue cannot take, and any error, is left for ``wait``, which queues
+    the rest (waiting for room), then waits for every acknowledgement and raises as
+    ``EventProducer.send`` does. After ``wait`` raised, send the whole batch again with
+    ``send``: this delivery is spent.
+    """
+
+    def __init__(self, producer: EventProducer) -> None:
+        self._producer = producer
+        self._failures: list[KafkaError] = []
+        self._deferred: list[Outbound] = []
+        self._error: Exception | None = None
+        self._count = 0
+
+    def _delivered(self, error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            self._failures.append(error)
+
+    def add(self, messages: Sequence[Outbound]) -> None:
+        """Queue ``messages`` now, in order, as far as the local queue takes them."""
+        self._count += len(messages)
+        for message in messages:
+            if self._deferred or self._error is not None:
+                self._deferred.append(message)  # keep the order: nothing overtakes
+                continue
+            try:
+                queued = self._producer._try_produce(message, self._delivered)
+            except Exception as exc:  # raised from wait(), inside the caller's retry step
+                self._error, queued = exc, False
+            if not queued:
+                self._deferred.append(message)
+
+    def defer(self, messages: Sequence[Outbound]) -> None:
+        """Leave ``messages`` for ``wait`` to queue (from the thread that waits)."""
+        self._count += len(messages)
+        self._deferred += messages
+
+    def wait(self, *, timeout_s: float) -> None:
+        """Queue what is left, wait for all of it; raise as ``EventProducer.send``."""
+        producer, settings = self._producer, self._producer._settings
+        if self._error is not None:
+            producer._drop_queued()
+            raise self._error
+        deadline = time.monotonic() + timeout_s
+        for message in self._deferred:
+            producer._produce(message, self._delivered, deadline)
+        self._deferred = []
+        try:
+            remaining = producer._producer.flush(max(0.0, deadline - time.monotonic()))
+        except KafkaException as exc:
+            raise translate(settings, "producing", exc) from exc
+        producer._raise_if_fatal()
+        if remaining:
+            producer._drop_queued()
+            raise unreachable(
+                settings,
+                f"{remaining} of {self._count} messages unacknowledged after {timeout_s:g} s",
+                "delivery timed out",
+            )
+        if self._failures:
+            raise refused(
+                settings,
+                f"{len(self._failures)} of {self._count} messages not delivered",
+                self._failures[0],
+            )

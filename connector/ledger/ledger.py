@@ -19,16 +19,18 @@ Redis layout (every key from ``connector.keys.Keys``):
   event id), ``mv_trim:<wh>`` (the movement log's horizon, see Limits).
 - ``order(order_id)`` hash: ``state:<sku>`` (reserved | cancelled | shipped),
   ``reserved:<sku>`` (what that line holds), ``seen:<type>:<sku>`` (the line's de-dup value,
-  below) and ``open`` (how many lines are reserved); kept while ``open`` > 0, then expires
+  below), ``open`` (how many lines are reserved) and ``layout`` (2; a hash without it was
+  created when order lines' de-dup values were ``seen`` keys, which it still reads for
+  them); kept while ``open`` > 0, then expires
   after the de-dup TTL (refreshed by each write), so a line's de-dup value lives at least
   that long, read and written with the line's state at no extra command.
 - ``seen(event_id)`` string with the de-dup TTL: a warehouse event's de-dup value. A de-dup
   value is the effect name, ``!`` if it oversold, and
   ``?<attempt>:<available>:<reserved>:<on_hand>:<version>`` (the apply call that made it and
   the figures right after it).
-- ``reported(attempt)`` string with the de-dup TTL: that apply call's outputs (results,
-  alerts) were produced (``mark_reported``, one write per batch). A duplicate whose seen
-  value names an attempt without it is reported as the application it was.
+- ``reported(attempt)`` string with the de-dup TTL plus an hour: that apply call's outputs
+  (results, alerts) were produced (``mark_reported``, one write per batch). A duplicate
+  whose seen value names an attempt without it is reported as the application it was.
 - ``movements(sku, wh)`` sorted set: movements applied since the warehouse's last stocktake,
   score = occurred_at, member = ``<dedupe key>|<signed delta>``.
 - ``pending`` sorted set: SKU -> push priority, lowest first. A changed SKU scores the
@@ -93,6 +95,8 @@ __all__ = ["Application", "Ledger"]
 # How far ahead of retries a change is put in the pending set (see the module docstring):
 # far more than any retry delay or clock difference between replicas.
 CHANGE_AHEAD_MS: Final = 1 << 40
+# How much longer than the de-dup TTL a reported mark lives (see mark_reported).
+MARK_MARGIN_S: Final = 3600
 
 _APPLY_LUA = resources.files(__package__).joinpath("ledger_apply.lua").read_text("utf-8")
 _CONFIRM_LUA = resources.files(__package__).joinpath("ledger_confirm.lua").read_text("utf-8")
@@ -167,7 +171,8 @@ class _ChunkBuilder:
     def finish(
         self, ttl_s: int, retention_ms: int, change_score: int, attempt: str, now_ms: int
     ) -> None:
-        head = [ttl_s, retention_ms, change_score, attempt, self._keys.reported(""), now_ms]
+        k = self._keys
+        head = [ttl_s, retention_ms, change_score, attempt, k.reported(""), k.seen(""), now_ms]
         arg = json.dumps([*head, self.events], ensure_ascii=False, separators=(",", ":"))
         self.call = _Call(self.key_list, arg)
 
@@ -233,7 +238,7 @@ class Ledger:
         call for ``mark_reported``."""
         now_ms = self._clock_ms()
         # This call's id, dated (see ledger_apply.lua's outputs_reported).
-        attempt = f"{now_ms:x}.{uuid.uuid4().hex[:10]}"
+        attempt = f"{int(now_ms):x}.{uuid.uuid4().hex[:10]}"
         prepared = [(event, *self._op_and_lines(event)) for event in events]
         # An event without lines has nothing to apply: it is in no call.
         chunks = self._chunks([p for p in prepared if p[2]], now_ms, attempt)
@@ -354,9 +359,12 @@ class Ledger:
     async def mark_reported(self, attempt: str) -> None:
         """Record that the outputs (results, alerts) of the apply call ``attempt`` were
         produced, so that a later redelivery of its events is reported as a plain
-        duplicate. One write, whatever the batch's size; it lives as long as the de-dup
-        keys it vouches for (written after them, with the same TTL)."""
-        await self._guard(self._redis.set(self._keys.reported(attempt), 1, ex=self._ttl_s))
+        duplicate. One write, whatever the batch's size. It lives the de-dup TTL and
+        ``MARK_MARGIN_S`` more: the script takes a mark older than the TTL as given (it may
+        have expired), judging the age by the replicas' clocks, which may differ from
+        each other and from Redis's by up to the margin."""
+        ttl_s = self._ttl_s + MARK_MARGIN_S
+        await self._guard(self._redis.set(self._keys.reported(attempt), 1, ex=ttl_s))
 
     async def confirm(self, pushed: Mapping[str, int]) -> None:
         """Record that Taobao shows ``version`` for each SKU; a SKU leaves the pending set

@@ -25,6 +25,8 @@
 --                 `<reported><attempt>`) or the mark may have expired (see outputs_reported)
 --   reported      name prefix of those marker keys (Ledger.mark_reported writes them; they
 --                 share the chunk's hash tag, so they live in the slot of its KEYS)
+--   seen          name prefix of seen keys: an order hash written before order lines'
+--                 de-dup values moved into it has them there (same hash tag)
 --   now_ms        the caller's clock
 --   events        [[op, occurred_at_ms, event_id, order_key (0: none), lines], ...]
 --     op          created | cancelled | shipped | refunded | move | stocktake
@@ -43,13 +45,14 @@
 -- projection recorded it: pushed (the version Taobao confirmed), tb_state, tb_qty (nil: none)
 --
 -- Each SKU hash, order hash and seen key is read at most once and written at most once per
--- chunk (a cache in between); a movement log's writes are queued in order, and a stocktake
+-- chunk (a cache in between); a mark key (and, for an order hash older than the current
+-- layout, a legacy seen key: see load_order_fields) is read at most once; a movement log's writes are queued in order, and a stocktake
 -- reads the log together with what the chunk queued for it. Every read happens before the
 -- first write (a script never rolls back: a failure leaves the chunk unapplied, whole), and
 -- everything is validated first. The caller bounds a chunk's size (ledger.py), so a call
 -- stays short.
 
-local ttl, retention, change_score, attempt, reported_prefix, now, events =
+local ttl, retention, change_score, attempt, reported_prefix, seen_prefix, now, events =
   unpack(cjson.decode(ARGV[1]))
 
 local function int(x)
@@ -153,18 +156,22 @@ end
 local function order_state(k)
   local o = orders[k]
   if not o then
-    o = {fields = {}, dirty = {}, open = nil, existed = false, open_delta = 0, written = false}
+    o = {fields = {}, dirty = {}, open = nil, existed = false, legacy = false, open_delta = 0,
+      written = false}
     orders[k] = o
   end
   return o
 end
 
 -- One HMGET per event for the order-hash fields the cache does not hold yet (and, the
--- first time, the order's count of open lines).
+-- first time, the order's count of open lines and its layout). A hash created without
+-- `layout` dates from when order lines' de-dup values had keys of their own: for its lines
+-- without a de-dup field, the old key is read instead (such an order expires within the
+-- de-dup TTL of closing; every hash created since carries `layout`).
 local function load_order_fields(o, k, names)
   local want = {}
   if o.open == nil then
-    want[1] = 'open'
+    want[1], want[2] = 'open', 'layout'
   end
   for _, name in ipairs(names) do
     if o.fields[name] == nil then
@@ -179,6 +186,7 @@ local function load_order_fields(o, k, names)
     if o.open == nil then
       -- Every write of an order hash sets `open`: without it, there is no hash yet.
       o.open, o.existed = num(got[1]), got[1] ~= false
+      o.legacy = o.existed and got[2] == false
     end
   end
 end
@@ -413,8 +421,8 @@ local function figures_after(l)
   return on_hand - reserved, reserved, on_hand, l.version
 end
 
--- `effect[!]?<attempt>:<available>:<reserved>:<on_hand>:<version>` until
--- ledger_reported.lua cuts it at `?` once the outputs are produced.
+-- `effect[!]?<attempt>:<available>:<reserved>:<on_hand>:<version>`: the mark key of
+-- `<attempt>` says whether the outputs were produced (see outputs_reported).
 local function unreported_value(effect, oversold, figures)
   return effect .. (oversold and '!' or '') .. '?' .. attempt .. figures
 end
@@ -486,7 +494,11 @@ local function apply_event(e)
     o = order_state(order_k)
     load_order_fields(o, order_k, names)
     for i, line in ipairs(args) do
-      local l = read_line(line, o.fields[names[3 * i]])
+      local seen = o.fields[names[3 * i]]
+      if not seen and o.legacy then
+        seen = redis.call('GET', seen_prefix .. line[4])
+      end
+      local l = read_line(line, seen)
       l.state_f, l.reserved_f, l.seen_f = names[3 * i - 2], names[3 * i - 1], names[3 * i]
       l.state = o.fields[l.state_f] or nil
       l.line_reserved = num(o.fields[l.reserved_f])
@@ -565,6 +577,9 @@ for k, o in pairs(orders) do
     -- holds stock, however long the order stays open (presales ship weeks later).
     local open = o.open + o.open_delta
     fields[#fields + 1], fields[#fields + 2] = 'open', int(open)
+    if not o.existed then
+      fields[#fields + 1], fields[#fields + 2] = 'layout', '2'
+    end
     redis.call('HSET', KEYS[k], unpack(fields))
     if open > 0 then
       -- Only a closed order's hash has a TTL (a new one has none, an open one lost it).

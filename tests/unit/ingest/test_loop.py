@@ -18,7 +18,7 @@ from connector.contracts.codec import AvroCodec
 from connector.contracts.events import OrderEvent, OrderLine, OrderType, StockEvent
 from connector.contracts.records import ResultStatus, TaobaoState
 from connector.errors import BrokerRefused, DependencyError
-from connector.ingest.loop import IngestLoop
+from connector.ingest.loop import SLICE_EVENTS, IngestLoop
 from connector.kafka import Inbound, Outbound
 from connector.ledger.ledger import Application
 from connector.ledger.outcomes import Effect, EventOutcome, LineOutcome, TaobaoView
@@ -68,9 +68,28 @@ class FakeProducer:
         self.journal = journal
         self.sent: list[Outbound] = []
 
+    def start(self) -> FakeDelivery:
+        return FakeDelivery(self)
+
     def send(self, messages: Sequence[Outbound], *, timeout_s: float) -> None:
         self.journal.step("produce")
         self.sent += messages
+
+
+class FakeDelivery:
+    """Queued outputs count as sent once the wait for their acknowledgement succeeds."""
+
+    def __init__(self, producer: FakeProducer) -> None:
+        self.producer = producer
+        self.queued: list[Outbound] = []
+
+    def add(self, messages: Sequence[Outbound]) -> None:
+        self.producer.journal.append("queued")
+        self.queued += messages
+
+    def wait(self, *, timeout_s: float) -> None:
+        self.producer.journal.step("produce")
+        self.producer.sent += self.queued
 
 
 class FakeLedger:
@@ -78,9 +97,16 @@ class FakeLedger:
         self.journal = journal
         self.duplicate = duplicate
         self.applied: list[tuple[str, list[str]]] = []  # (attempt, event ids)
+        self.busy = False
         self.reported: list[str] = []  # the event ids of the attempts marked
 
     async def apply_viewing(self, events: Sequence[StockEvent]) -> Application:
+        assert not self.busy, "ledger calls must not overlap"
+        self.busy = True
+        try:
+            await asyncio.sleep(0)  # in flight: the loop goes on with other work meanwhile
+        finally:
+            self.busy = False
         self.journal.step("ledger.apply")
         line = LineOutcome("A", Effect.RESERVED, self.duplicate, 4, 1, 5, 2, False)
         attempt = f"attempt-{len(self.applied)}"
@@ -145,7 +171,8 @@ async def test_the_steps_run_in_order_and_never_wait_for_taobao() -> None:
         "ledger.apply",
         "changed",  # the projection is told right after the ledger step
         "mapping",
-        "produce",
+        "queued",  # the outputs go to the producer at once...
+        "produce",  # ... and are all acknowledged before anything is marked or committed
         "ledger.mark_reported",
         "commit",
     ]
@@ -158,6 +185,55 @@ async def test_the_steps_run_in_order_and_never_wait_for_taobao() -> None:
     # Taobao confirmed version 1; this event made version 2: the push is still to come.
     assert first.skus[0].taobao_state is TaobaoState.PENDING
     assert (first.skus[0].taobao_target, first.skus[0].taobao_version) == (4, 1)
+
+
+async def test_a_large_batch_goes_through_the_ledger_in_slices_one_call_at_a_time() -> None:
+    rig = Rig()
+    n = 2 * SLICE_EVENTS + 1
+    batch = [inbound(order(f"e{i}"), i) for i in range(n)]
+
+    await rig.loop.process(batch)
+
+    # Three ledger calls in input order (the fake refuses overlapping ones), each slice's
+    # outputs queued after its own call; one wait for all of them, then the marks.
+    assert [ids[0] for _, ids in rig.ledger.applied] == ["e0", f"e{SLICE_EVENTS}", f"e{n - 1}"]
+    assert rig.journal.count("ledger.apply") == rig.journal.count("queued") == 3
+    assert rig.journal.index("queued") > rig.journal.index("ledger.apply")
+    produced = rig.journal.index("produce")
+    assert rig.journal.count("produce") == 1
+    assert produced > max(i for i, step in enumerate(rig.journal) if step == "queued")
+    assert rig.journal.count("ledger.mark_reported") == 3
+    assert min(i for i, step in enumerate(rig.journal) if step == "ledger.mark_reported") > produced
+    assert rig.ledger.reported == [f"e{i}" for i in range(n)]
+    assert [r.event_id for r in rig.results()] == [f"e{i}" for i in range(n)]
+    assert rig.consumer.committed == list(range(n))
+
+
+async def test_a_ledger_failure_in_a_later_slice_commits_nothing_and_leaves_no_call_behind() -> (
+    None
+):
+    rig = Rig()
+    batch = [inbound(order(f"e{i}"), i) for i in range(2 * SLICE_EVENTS)]
+    calls = 0
+    real = rig.ledger.apply_viewing
+
+    async def second_call_refused(events: Sequence[StockEvent]) -> Application:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise BrokerRefused("refused")
+        return await real(events)
+
+    rig.ledger.apply_viewing = second_call_refused  # type: ignore[method-assign]
+
+    with pytest.raises(BrokerRefused):
+        await rig.loop.process(batch)
+
+    assert "produce" not in rig.journal
+    assert "ledger.mark_reported" not in rig.journal
+    assert rig.consumer.committed == []
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert pending == []
 
 
 async def test_a_duplicate_tells_the_projection_nothing_and_is_not_marked_again() -> None:
