@@ -199,13 +199,14 @@ def alerts_for_applied(
     alert may have been lost with a crash before it was produced.
     """
     alerts = []
+    duplicate = applied.outcome.duplicate
     for line in applied.outcome.lines:
         if line.oversold:
             text = _oversold(line, applied)
             alerts.append(
                 _line_alert(applied, line, AlertKind.OVERSELL, Severity.CRITICAL, text, now_ms)
             )
-        elif not applied.outcome.duplicate and _crossed_low(
+        elif not duplicate and line.available <= low_stock_threshold and _crossed_low(
             applied.event, line, low_stock_threshold
         ):
             text = f"{line.sku} low: {line.available} available (threshold {low_stock_threshold})"

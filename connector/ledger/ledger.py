@@ -145,7 +145,7 @@ class _ChunkBuilder:
         self.key_list = [keys.pending, keys.sku_index]
         self.events: list[list[Any]] = []
         self.lines = 0
-        self.skus: dict[str, None] = {}  # in the order the lines first name them
+        self.skus: dict[str, int] = {}  # -> KEYS index, in the order lines first name them
         self.call = _Call([], "")
 
     def _key(self, key: str) -> int:
@@ -163,8 +163,10 @@ class _ChunkBuilder:
             log = self._key(k.movements(sku, warehouse)) if op in _MOVES_STOCK else 0
             # An order line's de-dup value is a field of the order's hash: no key.
             seen = 0 if order else self._key(k.seen(dedupe))
-            self.skus.setdefault(sku)
-            rows.append([sku, quantity, warehouse, dedupe, self._key(k.sku(sku)), seen, log])
+            sku_key = self.skus.get(sku)
+            if sku_key is None:  # (a chunk names few SKUs many times: index them once)
+                sku_key = self.skus[sku] = self._key(k.sku(sku))
+            rows.append([sku, quantity, warehouse, dedupe, sku_key, seen, log])
         self.events.append([op, event.occurred_at_ms, event.event_id, order, rows])
         self.lines += len(lines)
 
