@@ -66,7 +66,9 @@ async def retry_step(
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             delay = min(delay * 2, RETRY_MAX_S)
             continue
-        health.failing_step = None
+        if health.failing_step == step:
+            # (Only its own: another step of the loop may be failing meanwhile.)
+            health.failing_step = None
         health.progress()
         return result
 

@@ -8,17 +8,19 @@ One batch at a time, in this order, so that every guarantee in the README's "How
    that same call: the outbox the projection loop drains; the call also reads where Taobao
    stands for the events' SKUs);
 3. tell the projection loop which SKUs changed (an in-process wake-up, with the events'
-   span contexts for its links);
-4. queue one result per input, the alerts and the dead letters on the producer;
+   span contexts for its links), once every ledger call of the batch succeeded;
+4. queue one result per input, the alerts and the dead letters on the producer (only then:
+   a batch that fails sends nothing);
 5. wait for the broker to acknowledge all of them;
 6. only then mark the ledger calls reported (one write: its applications' outputs are out)
    and commit the batch's offsets (the two at once: each needs the acknowledgement,
    neither needs the other).
 
-Steps 1–4 run per slice of ``SLICE_EVENTS`` messages, overlapped: while Redis applies
-slice k, Python decodes slice k+1 and emits slice k-1 (ledger calls run one at a time, in
-input order, so each event still sees the ones before it; outputs are queued in input
-order). Nothing is marked or committed before every output of the batch is acknowledged.
+Steps 1, 2 and 4's encoding run per slice of ``SLICE_EVENTS`` messages, overlapped: while
+Redis applies slice k, Python decodes slice k+1 and encodes the outputs of slice k-1 (ledger
+calls run one at a time, in input order, so each event still sees the ones before it;
+outputs are queued in input order). Nothing is marked or committed before every output of
+the batch is acknowledged.
 
 A crash anywhere before the commit redelivers the batch; the ledger de-duplicates it and the pending
 set still pushes what never reached Taobao. An event whose application was never marked
@@ -207,12 +209,14 @@ class IngestLoop:
         """Decode, apply and emit the batch in slices, overlapping Redis with Python.
 
         While the ledger applies slice k (one call at a time, in order: each sees the ones
-        before it), this decodes slice k+1 and emits slice k-1, whose outputs go to the
-        producer at once (acknowledged, with the rest, before anything is marked or
-        committed). Returns the ledger calls' ids to mark once the outputs are out.
+        before it), this decodes slice k+1 and emits slice k-1. The outputs go to the
+        producer once every ledger call of the batch has succeeded (so a batch that fails
+        sends nothing), the last slice's while it is emitted; the projection is woken
+        once, then too. Returns the ledger calls' ids to mark once the outputs are out.
         """
         attempts: list[str] = []
-        previous: _Slice | None = None
+        changed: dict[str, list[SpanContext]] = {}
+        in_flight: _Slice | None = None  # the slice whose ledger call may be running
         try:
             for offset in range(0, len(batch), SLICE_EVENTS):
                 part = batch[offset : offset + SLICE_EVENTS]
@@ -220,38 +224,45 @@ class IngestLoop:
                     "decode", functools.partial(self._off_loop, self._decode, part)
                 )
                 work.messages += messages
-                current = _Slice(_Batch(messages))
-                if previous is not None:
-                    await self._settle(previous, attempts)
+                done, in_flight = in_flight, _Slice(_Batch(messages))
+                if done is not None:
+                    await self._settle(done, attempts, changed)
                 # Started only now: ledger calls never overlap each other.
-                current.ledger = asyncio.create_task(self._apply(current.work))
+                in_flight.ledger = asyncio.create_task(self._apply(in_flight.work))
                 for _ in range(_SEND_TURNS):  # let it write its call before the CPU work below
                     await asyncio.sleep(0)
-                if previous is not None:
-                    await self._emit_slice(previous, work, delivery)
-                previous = current
-            if previous is not None:
-                await self._settle(previous, attempts)
-                await self._emit_slice(previous, work, delivery)
+                if done is not None:
+                    await self._emit_slice(done, work)
+            if in_flight is not None:
+                await self._settle(in_flight, attempts, changed)
+                self._on_changed(changed)
+                delivery.add(work.outbound)
+                await self._emit_slice(in_flight, work)
+                delivery.add(in_flight.work.outbound)
         finally:
-            if previous is not None and previous.ledger is not None:
-                await _cancelled(previous.ledger)
+            if in_flight is not None and in_flight.ledger is not None:
+                await _cancelled(in_flight.ledger)
         return attempts
 
-    async def _settle(self, part: _Slice, attempts: list[str]) -> None:
-        """Wait for the slice's ledger call; keep its id to mark, if it stamped anything."""
+    @staticmethod
+    async def _settle(
+        part: _Slice, attempts: list[str], changed: dict[str, list[SpanContext]]
+    ) -> None:
+        """Wait for the slice's ledger call; keep its id to mark (if it stamped anything)
+        and the SKUs it changed."""
         assert part.ledger is not None
         task, part.ledger = part.ledger, None
         part.applied, part.views, attempt = await task
         if attempt is not None:
             attempts.append(attempt)
+        for sku, parents in _changed(part.applied).items():
+            changed.setdefault(sku, []).extend(parents)
 
-    async def _emit_slice(self, part: _Slice, work: _Batch, delivery: Delivery) -> None:
+    async def _emit_slice(self, part: _Slice, work: _Batch) -> None:
         standing = await self._standing(part.views)
         await self._retrying(
             "encode", lambda: self._off_loop(self._emit, part.work, part.applied, standing)
         )
-        delivery.add(part.work.outbound)
         work.outbound += part.work.outbound
         work.events.update(part.work.events)
         work.alerts.update(part.work.alerts)
@@ -313,7 +324,6 @@ class IngestLoop:
             for m, outcome in zip(valid, outcomes, strict=True)
             if m.event is not None
         ]
-        self._on_changed(_changed(applied))
         # A batch of plain duplicates stamped nothing with this call's id: nothing to mark.
         stamped = any(not outcome.duplicate for outcome in outcomes)
         return applied, views, application.attempt if stamped else None

@@ -206,8 +206,10 @@ def alerts_for_applied(
             alerts.append(
                 _line_alert(applied, line, AlertKind.OVERSELL, Severity.CRITICAL, text, now_ms)
             )
-        elif not duplicate and line.available <= low_stock_threshold and _crossed_low(
-            applied.event, line, low_stock_threshold
+        elif (
+            not duplicate
+            and line.available <= low_stock_threshold
+            and _crossed_low(applied.event, line, low_stock_threshold)
         ):
             text = f"{line.sku} low: {line.available} available (threshold {low_stock_threshold})"
             alerts.append(

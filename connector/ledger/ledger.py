@@ -29,7 +29,7 @@ Redis layout (every key from ``connector.keys.Keys``):
   ``?<attempt>:<available>:<reserved>:<on_hand>:<version>`` (the apply call that made it and
   the figures right after it).
 - ``reported(attempt)`` string with the de-dup TTL plus an hour: that apply call's outputs
-  (results, alerts) were produced (``mark_reported``, one write per batch). A duplicate
+  (results, alerts) were produced (``mark_reported``, one write per call). A duplicate
   whose seen value names an attempt without it is reported as the application it was.
 - ``movements(sku, wh)`` sorted set: movements applied since the warehouse's last stocktake,
   score = occurred_at, member = ``<dedupe key>|<signed delta>``.
@@ -361,7 +361,7 @@ class Ledger:
     async def mark_reported(self, attempt: str) -> None:
         """Record that the outputs (results, alerts) of the apply call ``attempt`` were
         produced, so that a later redelivery of its events is reported as a plain
-        duplicate. One write, whatever the batch's size. It lives the de-dup TTL and
+        duplicate. One write per call, whatever its size. It lives the de-dup TTL and
         ``MARK_MARGIN_S`` more: the script takes a mark older than the TTL as given (it may
         have expired), judging the age by the replicas' clocks, which may differ from
         each other and from Redis's by up to the margin."""

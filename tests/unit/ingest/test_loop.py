@@ -84,7 +84,8 @@ class FakeDelivery:
         self.queued: list[Outbound] = []
 
     def add(self, messages: Sequence[Outbound]) -> None:
-        self.producer.journal.append("queued")
+        if messages:
+            self.producer.journal.append("queued")
         self.queued += messages
 
     def wait(self, *, timeout_s: float) -> None:
@@ -98,13 +99,14 @@ class FakeLedger:
         self.duplicate = duplicate
         self.applied: list[tuple[str, list[str]]] = []  # (attempt, event ids)
         self.busy = False
+        self.delay = 0.0  # how long a call is in flight
         self.reported: list[str] = []  # the event ids of the attempts marked
 
     async def apply_viewing(self, events: Sequence[StockEvent]) -> Application:
         assert not self.busy, "ledger calls must not overlap"
         self.busy = True
         try:
-            await asyncio.sleep(0)  # in flight: the loop goes on with other work meanwhile
+            await asyncio.sleep(self.delay)  # in flight: the loop goes on meanwhile
         finally:
             self.busy = False
         self.journal.step("ledger.apply")
@@ -171,7 +173,7 @@ async def test_the_steps_run_in_order_and_never_wait_for_taobao() -> None:
         "ledger.apply",
         "changed",  # the projection is told right after the ledger step
         "mapping",
-        "queued",  # the outputs go to the producer at once...
+        "queued",  # the outputs go to the producer...
         "produce",  # ... and are all acknowledged before anything is marked or committed
         "ledger.mark_reported",
         "commit",
@@ -194,11 +196,15 @@ async def test_a_large_batch_goes_through_the_ledger_in_slices_one_call_at_a_tim
 
     await rig.loop.process(batch)
 
-    # Three ledger calls in input order (the fake refuses overlapping ones), each slice's
-    # outputs queued after its own call; one wait for all of them, then the marks.
+    # Three ledger calls in input order (the fake refuses overlapping ones); the outputs
+    # are queued once the last one succeeded, the projection woken once; one wait for all
+    # of them, then the marks.
     assert [ids[0] for _, ids in rig.ledger.applied] == ["e0", f"e{SLICE_EVENTS}", f"e{n - 1}"]
-    assert rig.journal.count("ledger.apply") == rig.journal.count("queued") == 3
-    assert rig.journal.index("queued") > rig.journal.index("ledger.apply")
+    assert rig.journal.count("ledger.apply") == 3
+    last_call = max(i for i, step in enumerate(rig.journal) if step == "ledger.apply")
+    assert rig.journal.index("queued") > last_call
+    assert rig.journal.count("changed") == 1
+    assert len(rig.changed[0]["A"]) == n
     produced = rig.journal.index("produce")
     assert rig.journal.count("produce") == 1
     assert produced > max(i for i, step in enumerate(rig.journal) if step == "queued")
@@ -229,8 +235,28 @@ async def test_a_ledger_failure_in_a_later_slice_commits_nothing_and_leaves_no_c
     with pytest.raises(BrokerRefused):
         await rig.loop.process(batch)
 
+    # Nothing of the batch went to the broker: its outputs wait for every ledger call.
+    assert "queued" not in rig.journal
     assert "produce" not in rig.journal
     assert "ledger.mark_reported" not in rig.journal
+    assert rig.consumer.committed == []
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert pending == []
+
+
+async def test_a_failure_while_a_ledger_call_is_in_flight_cancels_it() -> None:
+    rig = Rig()
+    # Emitting slice 1 fails for good while slice 2's ledger call is under way.
+    rig.journal.fail["mapping"] = [BrokerRefused("refused")]
+    rig.ledger.delay = 0.05
+    batch = [inbound(order(f"e{i}"), i) for i in range(2 * SLICE_EVENTS)]
+
+    with pytest.raises(BrokerRefused):
+        await rig.loop.process(batch)
+
+    assert rig.journal.count("ledger.apply") == 1  # the second call was cut off
+    assert "changed" not in rig.journal
+    assert "queued" not in rig.journal
     assert rig.consumer.committed == []
     pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     assert pending == []
