@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from connector.contracts.events import OrderEvent, StockEvent, WarehouseType
 from connector.contracts.records import (
@@ -38,9 +39,9 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """One input event the ledger took, with what it did and where it came from."""
+class Applied(NamedTuple):
+    """One input event the ledger took, with what it did and where it came from (a
+    NamedTuple: one is built per event, and it builds faster than a frozen dataclass)."""
 
     event: StockEvent
     outcome: EventOutcome

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 __all__ = ["Effect", "EventOutcome", "LineOutcome", "SkuStock", "TaobaoView"]
 
@@ -27,8 +28,11 @@ class Effect(StrEnum):
     STOCKTAKE_TOO_OLD = "stocktake_too_old"  # older than the movement log's horizon
 
 
-@dataclass(frozen=True, slots=True)
-class LineOutcome:
+# The outcomes are built for every line of every event: NamedTuples, immutable like a
+# frozen dataclass but about 2.5 times cheaper to build.
+
+
+class LineOutcome(NamedTuple):
     """One line's effect and its SKU's figures right after it."""
 
     sku: str
@@ -44,8 +48,7 @@ class LineOutcome:
     unreported: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class EventOutcome:
+class EventOutcome(NamedTuple):
     event_id: str
     lines: tuple[LineOutcome, ...]
 
@@ -71,8 +74,7 @@ class SkuStock:
     taobao_quantity: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TaobaoView:
+class TaobaoView(NamedTuple):
     """Where Taobao stands for a SKU, as the projection last recorded it in the ledger."""
 
     pushed: int  # highest ledger version Taobao confirmed (0: none yet)
