@@ -12,7 +12,7 @@ One batch at a time, in this order, so that every guarantee in the README's "How
 4. queue one result per input, the alerts and the dead letters on the producer (only then:
    a batch that fails sends nothing);
 5. wait for the broker to acknowledge all of them;
-6. only then mark the ledger calls reported (one write: its applications' outputs are out)
+6. only then mark the ledger calls reported (one write per call: its outputs are out)
    and commit the batch's offsets (the two at once: each needs the acknowledgement,
    neither needs the other).
 
@@ -81,7 +81,8 @@ _T = TypeVar("_T")
 # mark (None: it stamped nothing).
 _Applied = tuple[list[tuple["Decoded", "Applied"]], dict[str, TaobaoView], str | None]
 
-# Told after each ledger step: the SKUs it changed, with the span contexts of the events.
+# Told once per batch, after its ledger calls: the SKUs they changed, with the span
+# contexts of the events.
 Changed = Callable[[Mapping[str, Sequence[SpanContext]]], None]
 
 
@@ -269,7 +270,7 @@ class IngestLoop:
         work.dead_letters.update(part.work.dead_letters)
 
     async def _produce(self, work: _Batch, delivery: Delivery) -> None:
-        """Wait for the outputs queued slice by slice; a retry sends them all again."""
+        """Wait for the queued outputs; a retry sends them all again."""
         first = True
 
         async def attempt() -> None:
