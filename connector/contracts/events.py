@@ -8,8 +8,8 @@ stocktakes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 __all__ = [
     "OrderEvent",
@@ -37,15 +37,17 @@ class WarehouseType(StrEnum):
     STOCKTAKE = "stocktake"  # on_hand := n as of occurred_at; older movements stop applying
 
 
-@dataclass(frozen=True, slots=True)
-class OrderLine:
+# The events are built for every consumed message: NamedTuples, immutable like frozen
+# dataclasses but about 2.5 times cheaper to build.
+
+
+class OrderLine(NamedTuple):
     sku: str  # the merchant's SKU code (商家编码, Taobao's outer_id)
     quantity: int  # > 0
     warehouse: str | None = None  # the shipping warehouse, where known
 
 
-@dataclass(frozen=True, slots=True)
-class OrderEvent:
+class OrderEvent(NamedTuple):
     event_id: str
     order_id: str
     channel: str  # taobao, jd, web, pos, wholesale, …
@@ -55,8 +57,7 @@ class OrderEvent:
     occurred_at_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class WarehouseEvent:
+class WarehouseEvent(NamedTuple):
     event_id: str
     warehouse: str
     type: WarehouseType

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 __all__ = [
     "AlertKind",
@@ -61,15 +62,17 @@ class Severity(StrEnum):
     CRITICAL = "CRITICAL"
 
 
-@dataclass(frozen=True, slots=True)
-class EventSource:
+# Built for every input (the result and its parts): NamedTuples, immutable like frozen
+# dataclasses but about 2.5 times cheaper to build.
+
+
+class EventSource(NamedTuple):
     topic: str
     partition: int
     offset: int
 
 
-@dataclass(frozen=True, slots=True)
-class SkuResult:
+class SkuResult(NamedTuple):
     sku: str
     effect: str  # what the ledger did, e.g. "reserved", "released", "nothing_to_release"
     available: int  # sum(on_hand) - reserved after the event (may be negative: oversold)
@@ -90,8 +93,7 @@ class TaobaoCall:
     attempts: int = 1  # HTTP requests this call took, retries included
 
 
-@dataclass(frozen=True, slots=True)
-class SyncResult:
+class SyncResult(NamedTuple):
     event_id: str  # "" when the input could not be decoded far enough to have one
     event_type: str  # e.g. "order.created", "warehouse.stocktake", "unknown"
     source: EventSource
