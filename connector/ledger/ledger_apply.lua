@@ -497,6 +497,7 @@ local function apply_event(e)
       local seen = o.fields[names[3 * i]]
       if not seen and o.legacy then
         seen = redis.call('GET', seen_prefix .. line[4])
+        o.fields[names[3 * i]] = seen -- read once per chunk (written only through `dirty`)
       end
       local l = read_line(line, seen)
       l.state_f, l.reserved_f, l.seen_f = names[3 * i - 2], names[3 * i - 1], names[3 * i]
