@@ -129,10 +129,10 @@ def _sku(s: SkuResult, out: list[bytes]) -> None:
         effect,
         _long(s.available),
         _long(s.version),
-        _NULL if s.taobao_quantity is None else _SOME + _long(s.taobao_quantity),
+        _optional_long(s.taobao_quantity),
         _STATE[s.taobao_state],
-        _NULL if s.taobao_target is None else _SOME + _long(s.taobao_target),
-        _NULL if s.taobao_version is None else _SOME + _long(s.taobao_version),
+        _optional_long(s.taobao_target),
+        _optional_long(s.taobao_version),
     )
 
 

@@ -118,27 +118,12 @@ class EventProducer:
         delivered: Callable[[KafkaError | None, Message], None],
         deadline: float,
     ) -> None:
-        while True:
-            try:
-                self._producer.produce(
-                    message.topic,
-                    value=message.value,
-                    key=message.key,
-                    headers=list(message.headers) or None,
-                    on_delivery=delivered,
-                )
-            except BufferError:
-                # The local queue is full: serve delivery reports to make room, within the deadline.
-                if time.monotonic() >= deadline:
-                    self._drop_queued()
-                    raise unreachable(
-                        self._settings, "producing", "local queue stayed full"
-                    ) from None
-                self._producer.poll(BUFFER_FULL_WAIT_S)
-            except KafkaException as exc:
-                raise translate(self._settings, f"producing to {message.topic}", exc) from exc
-            else:
-                return
+        while not self._try_produce(message, delivered):
+            # The local queue is full: serve delivery reports to make room, within the deadline.
+            if time.monotonic() >= deadline:
+                self._drop_queued()
+                raise unreachable(self._settings, "producing", "local queue stayed full")
+            self._producer.poll(BUFFER_FULL_WAIT_S)
 
     def _drop_queued(self, *, in_flight: bool = False) -> None:
         # After a failed send the caller re-sends the batch; without this the old copies
