@@ -228,8 +228,9 @@ class IngestLoop:
                 done, in_flight = in_flight, _Slice(_Batch(messages))
                 if done is not None:
                     await self._settle(done, attempts, changed)
-                # Started only now: ledger calls never overlap each other.
-                in_flight.ledger = asyncio.create_task(self._apply(in_flight.work))
+                # Started only now: ledger calls never overlap each other. The earlier
+                # calls' ids go with it: their outputs and this call's go out together.
+                in_flight.ledger = asyncio.create_task(self._apply(in_flight.work, tuple(attempts)))
                 for _ in range(_SEND_TURNS):  # let it write its call before the CPU work below
                     await asyncio.sleep(0)
                 if done is not None:
@@ -308,15 +309,18 @@ class IngestLoop:
             raise
         return messages
 
-    async def _apply(self, work: _Batch) -> _Applied:
-        """Apply the batch's valid events; also returns the ledger call's id (``None``:
-        nothing to apply) for the reported mark."""
+    async def _apply(self, work: _Batch, companions: Sequence[str]) -> _Applied:
+        """Apply the slice's valid events; also returns the ledger call's id (``None``:
+        nothing to mark) for the reported mark. ``companions``: the ids of the batch's
+        earlier calls (``Ledger.apply_viewing``)."""
         valid = [m for m in work.messages if m.event is not None]
         if not valid:
             return [], {}, None
         events = [m.event for m in valid if m.event is not None]
         started = time.monotonic()
-        application = await self._retrying("ledger", lambda: self._ledger.apply_viewing(events))
+        application = await self._retrying(
+            "ledger", lambda: self._ledger.apply_viewing(events, companions=companions)
+        )
         outcomes, views = application.outcomes, application.views
         self._metrics.ledger_s.record(time.monotonic() - started)
         self._child_spans(valid, "ledger apply", started)

@@ -171,10 +171,17 @@ class _ChunkBuilder:
         self.lines += len(lines)
 
     def finish(
-        self, ttl_s: int, retention_ms: int, change_score: int, attempt: str, now_ms: int
+        self,
+        ttl_s: int,
+        retention_ms: int,
+        change_score: int,
+        attempt: str,
+        now_ms: int,
+        companions: Sequence[str],
     ) -> None:
         k = self._keys
         head = [ttl_s, retention_ms, change_score, attempt, k.reported(""), k.seen(""), now_ms]
+        head.append(list(companions))
         arg = json.dumps([*head, self.events], ensure_ascii=False, separators=(",", ":"))
         self.call = _Call(self.key_list, arg)
 
@@ -234,16 +241,24 @@ class Ledger:
         """
         return (await self.apply_viewing(events)).outcomes
 
-    async def apply_viewing(self, events: Sequence[StockEvent]) -> Application:
+    async def apply_viewing(
+        self, events: Sequence[StockEvent], *, companions: Sequence[str] = ()
+    ) -> Application:
         """``apply``, with where Taobao stood for every SKU the events name, as the same
         atomic calls read it (so results need no second round trip), and the id of the
-        call for ``mark_reported``."""
+        call for ``mark_reported``.
+
+        ``companions``: the ids of earlier calls for the same input batch (slices of it),
+        whose outputs will be produced and marked together with this call's. A copy of one
+        of their applications is then a plain duplicate, as a copy within one call is;
+        without it, it would be reported as the application again. (A call whose reply
+        was lost is no companion: its applications must be reported by the retry.)"""
         now_ms = self._clock_ms()
         # This call's id, dated (see ledger_apply.lua's outputs_reported).
         attempt = f"{int(now_ms):x}.{uuid.uuid4().hex[:10]}"
         prepared = [(event, *self._op_and_lines(event)) for event in events]
         # An event without lines has nothing to apply: it is in no call.
-        chunks = self._chunks([p for p in prepared if p[2]], now_ms, attempt)
+        chunks = self._chunks([p for p in prepared if p[2]], now_ms, attempt, companions)
         replies = await self._run([chunk.call for chunk in chunks])
         line_values: list[Any] = []
         views: dict[str, TaobaoView] = {}
@@ -264,7 +279,11 @@ class Ledger:
         return Application(outcomes, views, attempt)
 
     def _chunks(
-        self, prepared: Sequence[tuple[StockEvent, str, list[_Line]]], now_ms: int, attempt: str
+        self,
+        prepared: Sequence[tuple[StockEvent, str, list[_Line]]],
+        now_ms: int,
+        attempt: str,
+        companions: Sequence[str],
     ) -> list[_ChunkBuilder]:
         chunks: list[_ChunkBuilder] = []
         for event, op, lines in prepared:
@@ -272,7 +291,8 @@ class Ledger:
                 chunks.append(_ChunkBuilder(self._keys))
             chunks[-1].add(event, op, lines)
         for chunk in chunks:
-            chunk.finish(self._ttl_s, self._retention_ms, now_ms - CHANGE_AHEAD_MS, attempt, now_ms)
+            change_score = now_ms - CHANGE_AHEAD_MS
+            chunk.finish(self._ttl_s, self._retention_ms, change_score, attempt, now_ms, companions)
         return chunks
 
     def _op_and_lines(self, event: StockEvent) -> tuple[str, list[_Line]]:

@@ -12,8 +12,8 @@
 --           hash (`seen:<op>:<sku>`): read and written with the line's state, no key of its
 --           own.
 --
--- ARGV[1]   JSON array:
---           [dedupe_ttl_s, retention_ms, change_score, attempt, reported, now_ms, events]
+-- ARGV[1]   JSON array: [dedupe_ttl_s, retention_ms, change_score, attempt, reported, seen,
+--           now_ms, companions, events]
 --   dedupe_ttl_s  TTL of the seen keys, and of an order hash once no line is reserved
 --                 (an open order's state lives as long as its reservation)
 --   retention_ms  how far (event time) a movement log reaches behind its newest entry
@@ -28,6 +28,9 @@
 --   seen          name prefix of seen keys: an order hash written before order lines'
 --                 de-dup values moved into it has them there (same hash tag)
 --   now_ms        the caller's clock
+--   companions    ids of earlier calls for the same input batch: their outputs go out and
+--                 are marked with this call's, so a copy of one of their applications is a
+--                 plain duplicate, as a copy within this call is
 --   events        [[op, occurred_at_ms, event_id, order_key (0: none), lines], ...]
 --     op          created | cancelled | shipped | refunded | move | stocktake
 --     lines       [[sku, quantity, warehouse, dedupe_key, sku_key, seen_key, log_key], ...];
@@ -52,8 +55,12 @@
 -- everything is validated first. The caller bounds a chunk's size (ledger.py), so a call
 -- stays short.
 
-local ttl, retention, change_score, attempt, reported_prefix, seen_prefix, now, events =
-  unpack(cjson.decode(ARGV[1]))
+local ttl, retention, change_score, attempt, reported_prefix, seen_prefix, now, companions,
+  events = unpack(cjson.decode(ARGV[1]))
+local same_batch = {[attempt] = true}
+for _, id in ipairs(companions) do
+  same_batch[id] = true
+end
 
 local function int(x)
   -- tostring() would print large numbers in exponent form.
@@ -242,7 +249,7 @@ local function read_line(line, seen)
     local rest = string.sub(l.seen, mark + 1)
     local colon = string.find(rest, ':', 1, true)
     local by = string.sub(rest, 1, (colon or 0) - 1)
-    l.unreported = by ~= attempt and not outputs_reported(by)
+    l.unreported = not same_batch[by] and not outputs_reported(by)
     l.figures = colon and string.sub(rest, colon) or ''
     l.seen = string.sub(l.seen, 1, mark - 1)
   end

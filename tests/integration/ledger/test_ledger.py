@@ -384,6 +384,20 @@ async def test_the_reported_mark_outlives_the_dedupe_ttl_by_the_clock_margin(
     assert await redis.ttl(keys.reported(application.attempt)) > TTL_S + MARK_MARGIN_S - 10
 
 
+async def test_a_copy_in_a_later_slice_of_the_same_batch_is_a_plain_duplicate(
+    ledger: Ledger,
+) -> None:
+    created = order(C, "o1", 1, ("A", 2))
+    first = await ledger.apply_viewing([created])
+    # The next slice of the same batch: the first call's outputs go out with its own.
+    (copy,) = (await ledger.apply_viewing([created], companions=[first.attempt])).outcomes
+    assert copy.duplicate
+    assert not copy.lines[0].unreported
+    # Another batch (a redelivery before the first was marked) reports it again.
+    (replay,) = await ledger.apply([created])
+    assert replay.lines[0].unreported
+
+
 async def test_an_unmarked_application_older_than_the_dedupe_ttl_is_a_plain_duplicate(
     redis: Redis, keys: Keys
 ) -> None:

@@ -100,9 +100,13 @@ class FakeLedger:
         self.applied: list[tuple[str, list[str]]] = []  # (attempt, event ids)
         self.busy = False
         self.delay = 0.0  # how long a call is in flight
+        self.companions: list[list[str]] = []  # per call: the ids it was given
         self.reported: list[str] = []  # the event ids of the attempts marked
 
-    async def apply_viewing(self, events: Sequence[StockEvent]) -> Application:
+    async def apply_viewing(
+        self, events: Sequence[StockEvent], *, companions: Sequence[str] = ()
+    ) -> Application:
+        self.companions.append(list(companions))
         assert not self.busy, "ledger calls must not overlap"
         self.busy = True
         try:
@@ -200,6 +204,9 @@ async def test_a_large_batch_goes_through_the_ledger_in_slices_one_call_at_a_tim
     # are queued once the last one succeeded, the projection woken once; one wait for all
     # of them, then the marks.
     assert [ids[0] for _, ids in rig.ledger.applied] == ["e0", f"e{SLICE_EVENTS}", f"e{n - 1}"]
+    # Each call is told the batch's earlier calls: their outputs go out together.
+    ids = [attempt for attempt, _ in rig.ledger.applied]
+    assert rig.ledger.companions == [[], ids[:1], ids[:2]]
     assert rig.journal.count("ledger.apply") == 3
     last_call = max(i for i, step in enumerate(rig.journal) if step == "ledger.apply")
     assert rig.journal.index("queued") > last_call
@@ -223,12 +230,14 @@ async def test_a_ledger_failure_in_a_later_slice_commits_nothing_and_leaves_no_c
     calls = 0
     real = rig.ledger.apply_viewing
 
-    async def second_call_refused(events: Sequence[StockEvent]) -> Application:
+    async def second_call_refused(
+        events: Sequence[StockEvent], *, companions: Sequence[str] = ()
+    ) -> Application:
         nonlocal calls
         calls += 1
         if calls == 2:
             raise BrokerRefused("refused")
-        return await real(events)
+        return await real(events, companions=companions)
 
     rig.ledger.apply_viewing = second_call_refused  # type: ignore[method-assign]
 
