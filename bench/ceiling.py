@@ -514,10 +514,12 @@ async def _ledger_async(env: Env, stats: redis.Redis) -> Measured:
         warm = Ledger(
             client, Keys(f"warm-{run}"), dedupe_ttl_s=DEDUPE_TTL_S, default_warehouse="DEFAULT"
         )
+        await warm.create_marker()
         await warm.apply(env.events[:1])
         ledger = Ledger(
             client, Keys(f"ledger-{run}"), dedupe_ttl_s=DEDUPE_TTL_S, default_warehouse="DEFAULT"
         )
+        await ledger.create_marker()  # as a connector's first start does
         events, batch = env.events, env.batch
         cpu = _redis_reset(stats)
         deadline = time.monotonic() + RUN_TIMEOUT_S

@@ -85,6 +85,7 @@ async def run(url: str, args: argparse.Namespace) -> None:
     keys = Keys(f"bench-{uuid.uuid4().hex[:8]}")
     try:
         ledger = Ledger(client, keys, dedupe_ttl_s=86_400, default_warehouse=WAREHOUSES[0])
+        await ledger.create_marker()  # as a connector's first start does
         await ledger.apply(events[:1])  # loads the script; not timed
         latencies: list[float] = []
         applied = 0

@@ -9,6 +9,12 @@
     │                                   a Kafka client failed fatally: the process stops
     ├── InvalidEvent                    an input event is undecodable or breaks the rules:
     │                                   it goes to the dead-letter topic with ``reason``
+    ├── LedgerLost                      the ledger's marker is gone (a wipe, a wrong
+    │                                   REDIS_URL, an empty server): nothing is applied or
+    │                                   pushed until an operator restores or rebuilds it
+    ├── LedgerBehind                    the ledger holds less of a partition than this
+    │                                   process saw it hold (a lagging replica promoted, a
+    │                                   lost fsync window): rewind and re-apply
     └── TaobaoError                     a TOP call failed; carries method, code, sub_code,
         │                               sub_msg and request_id, never a secret
         ├── TaobaoTransientError        network error, HTTP 5xx, isp.*, code 10: retried with
@@ -40,6 +46,8 @@ __all__ = [
     "ConnectorError",
     "DependencyError",
     "InvalidEvent",
+    "LedgerBehind",
+    "LedgerLost",
     "TaobaoAuthError",
     "TaobaoCallLimited",
     "TaobaoCallerError",
@@ -86,6 +94,21 @@ class InvalidEvent(ConnectorError):
     def __init__(self, reason: str, message: str) -> None:
         self.reason = reason
         super().__init__(message)
+
+
+class LedgerLost(ConnectorError):
+    """The ledger's marker is missing from Redis: whatever it held is gone, and a quantity
+    computed from what is there now would be wrong. Stop applying and pushing."""
+
+
+class LedgerBehind(ConnectorError):
+    """Redis holds less of these partitions than was applied to it: ``positions`` maps each
+    (topic, partition) to the last offset the ledger now holds (-1: none)."""
+
+    def __init__(self, positions: dict[tuple[str, int], int]) -> None:
+        self.positions = positions
+        named = ", ".join(f"{t}[{p}] at {o}" for (t, p), o in sorted(positions.items()))
+        super().__init__(f"the ledger is behind what was applied to it: {named}")
 
 
 class TaobaoError(ConnectorError):

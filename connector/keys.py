@@ -34,6 +34,11 @@ class Keys:
         """String: the GCRA "theoretical arrival time" (epoch ms) of the app's call budget."""
         return f"{self._app(app_key)}:budget:{method or '*'}"
 
+    def call_budget_epoch(self, app_key: str) -> str:
+        """String without a TTL: set at the budget's first reservation; its absence under
+        a running replica means the budget's state was lost (budget_acquire.lua)."""
+        return f"{self._app(app_key)}:budget-epoch"
+
     def call_ban(self, app_key: str) -> str:
         """String with a TTL: present while the platform bans the app's calls (code 7)."""
         return f"{self._app(app_key)}:ban"
@@ -76,6 +81,14 @@ class Keys:
     def reported(self, attempt: str) -> str:
         """String with a TTL: the outputs of this ledger apply call were produced."""
         return f"{self._shop}:reported:{attempt}"
+
+    @property
+    def marker(self) -> str:
+        """Hash: the ledger's identity (``id``, ``created_ms``, ``layout``) and the last input
+        offset it applied of each partition (``p:<topic>:<partition>``); present from the
+        ledger's first start, so its absence means the ledger is gone
+        (``connector/ledger/positions.py``)."""
+        return f"{self._shop}:ledger"
 
     @property
     def pending(self) -> str:

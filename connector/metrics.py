@@ -55,6 +55,7 @@ class SyncMetrics:
     retries: Any  # counter: Redis/broker steps retried, by loop and step
     pushes: Any  # counter: items pushed by the projection, by outcome
     push_passes: Any  # histogram: one projection pass
+    rewinds: Any  # counter: partitions read again because the ledger was behind
     meter: Any  # for the observable gauges bound to a loop's state
 
     @classmethod
@@ -76,6 +77,17 @@ class SyncMetrics:
             retries=m.create_counter("sync.step.retries"),
             pushes=m.create_counter("sync.pushes", description="Items pushed, by outcome"),
             push_passes=seconds("sync.push.pass.duration"),
+            rewinds=m.create_counter(
+                "sync.ledger.rewinds",
+                description="Partitions read again because Redis held less than was applied",
+            ),
+        )
+
+    def observe_ledger(self, lost: Callable[[], bool]) -> None:
+        self.meter.create_observable_gauge(
+            "sync.ledger.lost",
+            callbacks=[_gauge(lambda: [Observation(1 if lost() else 0)])],
+            description="1 while the ledger's marker is missing: nothing applied or pushed",
         )
 
     def observe_ingest(self, state: IngestGauges) -> None:

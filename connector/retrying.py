@@ -12,12 +12,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 from connector.errors import DependencyError
 
-__all__ = ["LoopHealth", "Stopped", "retry_step", "wait_any"]
+__all__ = ["LoopHealth", "Startup", "Stopped", "retry_step", "wait_any", "wait_for_dependency"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,45 @@ async def retry_step(
             health.failing_step = None
         health.progress()
         return result
+
+
+@dataclass(slots=True)
+class Startup:
+    """What a starting process waits for (readiness shows it until the loops run)."""
+
+    waiting_for: str = "starting"
+    since: float = field(default_factory=time.monotonic)
+
+
+async def wait_for_dependency(
+    what: str,
+    action: Callable[[], Awaitable[_T]],
+    *,
+    startup: Startup,
+    deadline: float,
+    stop: asyncio.Event,
+) -> _T:
+    """At start-up: run ``action`` until it stops raising ``DependencyError``, backing off,
+    until the monotonic ``deadline`` (then the last error is raised, with the setting to
+    change) or ``stop`` (``Stopped``). Any other error is a wrong setting: raised at once."""
+    delay = RETRY_BASE_S
+    while True:
+        startup.waiting_for = what
+        try:
+            return await action()
+        except DependencyError as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DependencyError(
+                    f"{exc} (gave up waiting at start-up: CONNECTOR_STARTUP_TIMEOUT_S)"
+                ) from exc
+            startup.waiting_for = f"{what}: {exc}"
+            log.warning("waiting for %s (%.0fs left): %s", what, left, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=min(delay, left))
+            if stop.is_set():
+                raise Stopped(what) from exc
+            delay = min(delay * 2, RETRY_MAX_S)
 
 
 async def wait_any(*events: asyncio.Event, timeout_s: float) -> None:

@@ -254,6 +254,9 @@ class RuntimeSettings(_Group):
     # Readiness fails when the ingest loop has not come round for this long (wedged); the
     # projection reports its own stall in the readiness body.
     stall_timeout_s: PositiveFloat = 120.0
+    # At start, wait this long for the broker and Redis to answer (readiness 503 meanwhile)
+    # before giving up with exit 1; a pod then is not crash-looping through a Redis restart.
+    startup_timeout_s: PositiveFloat = 300.0
 
 
 class Settings(BaseModel):

@@ -54,6 +54,8 @@ class AlertKind(StrEnum):
     UNMAPPED_SKU = "UNMAPPED_SKU"
     HAND_DELISTED = "HAND_DELISTED"
     CALL_LIMITED = "CALL_LIMITED"
+    LEDGER_LOST = "LEDGER_LOST"
+    LEDGER_BEHIND = "LEDGER_BEHIND"
 
 
 class Severity(StrEnum):

@@ -43,8 +43,11 @@ class EmbeddedRedis:
         config = {"save": "", "appendonly": "yes" if appendonly else "no"}
         if appendonly:
             config["appendfsync"] = "always"
-        # A fixed port lets a restarted server come back where clients expect it.
-        self._server: Any = ValkeyServer(port=port, config=config, data_dir=data_dir)
+        # A fixed port lets a restarted server come back where clients expect it, and a
+        # data_dir given is kept, so a restart finds what the last one persisted.
+        self._server: Any = ValkeyServer(
+            port=port, config=config, data_dir=data_dir, persist=data_dir is not None
+        )
 
     @property
     def url(self) -> str:
@@ -56,6 +59,10 @@ class EmbeddedRedis:
 
     def stop(self) -> None:
         self._server.stop()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (for tests of Redis faults)."""
+        self._server.terminate()
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()

@@ -5,8 +5,9 @@ One batch at a time, in this order, so that every guarantee in the README's "How
 1. decode and validate every message (bad input becomes a dead letter, never a crash);
 2. apply the valid events to the ledger (exactly once: the de-duplication value is written
    by the same atomic Lua call as the effect, and the SKUs changed are marked pending in
-   that same call: the outbox the projection loop drains; the call also reads where Taobao
-   stands for the events' SKUs);
+   that same call: the outbox the projection loop drains; the call also records the last
+   offset applied of each input partition and reads where Taobao stands for the events'
+   SKUs);
 3. tell the projection loop which SKUs changed (an in-process wake-up, with the events'
    span contexts for its links), once every ledger call of the batch succeeded;
 4. queue one result per input, the alerts and the dead letters on the producer (only then:
@@ -21,6 +22,11 @@ Redis applies slice k, Python decodes slice k+1 and encodes the outputs of slice
 calls run one at a time, in input order, so each event still sees the ones before it;
 outputs are queued in input order). Nothing is marked or committed before every output of
 the batch is acknowledged.
+
+Around the batches, ``connector.ingest.alignment`` keeps the consumer where the ledger is:
+a partition assigned is held until the ledger's position for it is checked, a batch the
+ledger refuses (it is behind, or gone) is read again, and while the ledger is gone nothing
+is consumed.
 
 A crash anywhere before the commit redelivers the batch; the ledger de-duplicates it and the pending
 set still pushes what never reached Taobao. An event whose application was never marked
@@ -45,7 +51,8 @@ from opentelemetry.trace import Span, SpanContext, Tracer, set_span_in_context
 
 from connector.contracts.codec import AvroCodec
 from connector.contracts.records import StockAlert, SyncResult
-from connector.errors import DependencyError
+from connector.errors import DependencyError, LedgerBehind, LedgerLost
+from connector.ingest.alignment import Alignment
 from connector.ingest.decoding import Decoded, Decoder, dead_letter
 from connector.ingest.reporting import (
     Applied,
@@ -56,8 +63,10 @@ from connector.ingest.reporting import (
     result_for,
 )
 from connector.kafka import Delivery, EventConsumer, EventProducer, Inbound, Outbound
+from connector.ledger.guard import LedgerGuard
 from connector.ledger.ledger import Ledger
 from connector.ledger.outcomes import TaobaoView
+from connector.ledger.positions import PartitionKey
 from connector.metrics import SyncMetrics
 from connector.push.mapping import MappingCache
 from connector.retrying import LoopHealth, Stopped, retry_step
@@ -131,6 +140,7 @@ class IngestLoop:
         on_changed: Changed = lambda _: None,
         tracer: Tracer | None = None,
         metrics: SyncMetrics | None = None,
+        guard: LedgerGuard | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self._consumer = consumer
@@ -148,6 +158,16 @@ class IngestLoop:
         self._stop = asyncio.Event()
         self.state = IngestState()
         self._metrics.observe_ingest(self.state)
+        self.guard = guard or LedgerGuard()
+        self._aligned = Alignment(
+            consumer=consumer,
+            ledger=ledger,
+            guard=self.guard,
+            retrying=self._retrying,
+            send_alert=self._send_alert,
+            metrics=self._metrics,
+            clock_ms=clock_ms,
+        )
 
     # ------------------------------------------------------------------ loop
 
@@ -159,13 +179,29 @@ class IngestLoop:
         """
         self._stop = stop
         try:
+            await self._aligned.open()
             while not stop.is_set():
                 self.state.progress()
+                if self.guard.lost:
+                    await self._aligned.wait_restored(stop)
+                    continue
                 batch = await asyncio.to_thread(self._poll)
+                await self._aligned.verify_assigned()
                 if batch:
-                    await self.process(batch)
+                    await self._process_aligned(batch)
+                await self._aligned.check()
         except Stopped as stopped:
             log.warning("ingest stopped while retrying %s; nothing uncommitted is lost", stopped)
+
+    async def _process_aligned(self, batch: Sequence[Inbound]) -> None:
+        """``process``; a batch the ledger refuses (lost, or behind) is read again."""
+        if self.guard.lost:  # found lost since the poll (by the projection, say)
+            await self._aligned.refused(LedgerLost("lost"), batch)
+            return
+        try:
+            await self.process(batch)
+        except (LedgerBehind, LedgerLost) as refused:
+            await self._aligned.refused(refused, batch)
 
     def _poll(self) -> list[Inbound]:
         # In the consumer's thread: the lag snapshot comes from librdkafka's cached values.
@@ -230,7 +266,9 @@ class IngestLoop:
                     await self._settle(done, attempts, changed)
                 # Started only now: ledger calls never overlap each other. The earlier
                 # calls' ids go with it: their outputs and this call's go out together.
-                in_flight.ledger = asyncio.create_task(self._apply(in_flight.work, tuple(attempts)))
+                in_flight.ledger = asyncio.create_task(
+                    self._apply(in_flight.work, tuple(attempts), _positions(part))
+                )
                 for _ in range(_SEND_TURNS):  # let it write its call before the CPU work below
                     await asyncio.sleep(0)
                 if done is not None:
@@ -309,18 +347,22 @@ class IngestLoop:
             raise
         return messages
 
-    async def _apply(self, work: _Batch, companions: Sequence[str]) -> _Applied:
-        """Apply the slice's valid events; also returns the ledger call's id (``None``:
-        nothing to mark) for the reported mark. ``companions``: the ids of the batch's
-        earlier calls (``Ledger.apply_viewing``)."""
+    async def _apply(
+        self, work: _Batch, companions: Sequence[str], positions: dict[PartitionKey, int]
+    ) -> _Applied:
+        """Apply the slice's valid events and record its partitions' positions (a slice
+        of dead letters too); also returns the ledger call's id (``None``: nothing to
+        mark) for the reported mark. ``companions``: the ids of the batch's earlier calls
+        (``Ledger.apply_viewing``)."""
         valid = [m for m in work.messages if m.event is not None]
-        if not valid:
-            return [], {}, None
         events = [m.event for m in valid if m.event is not None]
         started = time.monotonic()
         application = await self._retrying(
-            "ledger", lambda: self._ledger.apply_viewing(events, companions=companions)
+            "ledger",
+            lambda: self._ledger.apply_viewing(events, companions=companions, positions=positions),
         )
+        if not valid:
+            return [], {}, None
         outcomes, views = application.outcomes, application.views
         self._metrics.ledger_s.record(time.monotonic() - started)
         self._child_spans(valid, "ledger apply", started)
@@ -332,6 +374,20 @@ class IngestLoop:
         # A batch of plain duplicates stamped nothing with this call's id: nothing to mark.
         stamped = any(not outcome.duplicate for outcome in outcomes)
         return applied, views, application.attempt if stamped else None
+
+    async def _send_alert(self, alert: StockAlert) -> None:
+        """One alert on its own (the ledger lost or behind), acknowledged before going on."""
+        self._metrics.alerts.add(1, {"kind": alert.kind.value})
+        topic = self._kafka.alerts_topic
+        outbound = [
+            Outbound(
+                topic, self._codec.encode_alert(alert, topic=topic), key=alert.alert_id.encode()
+            )
+        ]
+        await self._retrying(
+            "produce",
+            lambda: asyncio.to_thread(self._producer.send, outbound, timeout_s=PRODUCE_TIMEOUT_S),
+        )
 
     async def _mark_reported(self, attempt: str | None) -> None:
         if attempt is not None:
@@ -439,6 +495,16 @@ class IngestLoop:
             retries=self._metrics.retries,
             loop="ingest",
         )
+
+
+def _positions(part: Sequence[Inbound]) -> dict[PartitionKey, int]:
+    """The last offset of each partition among these messages."""
+    last: dict[PartitionKey, int] = {}
+    for message in part:
+        key = (message.topic, message.partition)
+        if message.offset > last.get(key, -1):
+            last[key] = message.offset
+    return last
 
 
 def _changed(applied: Sequence[tuple[Decoded, Applied]]) -> dict[str, list[SpanContext]]:

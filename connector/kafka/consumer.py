@@ -44,8 +44,12 @@ class EventConsumer:
         *,
         on_revoke: PartitionsCallback | None = None,
         on_assign: PartitionsCallback | None = None,
+        hold_assigned: bool = False,
     ) -> None:
+        """``hold_assigned``: hold each partition assigned paused until ``release``d (the
+        ingest loop checks the ledger's position for it first)."""
         self._settings = settings
+        self._hold_assigned = hold_assigned
         self._topics = list(topics)
         self._user_on_revoke = on_revoke
         self._user_on_assign = on_assign
@@ -70,6 +74,9 @@ class EventConsumer:
         self._assigned: set[PartitionKey] = set()
         self._revoked_in_poll: set[PartitionKey] = set()
         self._committed: dict[PartitionKey, int] = {}
+        # Assigned, held paused until the ingest loop has compared the ledger's position
+        # with the committed offset (``release``): nothing is read from them before.
+        self._unverified: set[PartitionKey] = set()
         self._paused = False
         self._fatal: KafkaError | None = None
 
@@ -146,9 +153,62 @@ class EventConsumer:
         consumer.pause(consumer.assignment())
 
     def resume_all(self) -> None:
+        """Fetch again from every assigned partition but those not yet released."""
         self._paused = False
         consumer = self._started()
-        consumer.resume(consumer.assignment())
+        consumer.resume(
+            [tp for tp in consumer.assignment() if (tp.topic, tp.partition) not in self._unverified]
+        )
+
+    def unverified(self) -> list[PartitionKey]:
+        """Partitions assigned but not yet released (held paused)."""
+        return sorted(self._unverified)
+
+    def hold(self, partitions: Sequence[PartitionKey]) -> None:
+        """Hold these assigned partitions again until ``release``d (after the ledger came
+        back from being lost: every position is checked again)."""
+        held = [key for key in partitions if key in self._assigned]
+        self._unverified.update(held)
+        if held:
+            self._started().pause([TopicPartition(t, p) for t, p in held])
+
+    def release(self, partitions: Sequence[PartitionKey], seek: dict[PartitionKey, int]) -> None:
+        """Start reading these held partitions: from ``seek[p]`` where given, else from the
+        committed offset."""
+        consumer = self._started()
+        held = [key for key in partitions if key in self._unverified]
+        self.seek({key: offset for key, offset in seek.items() if key in held})
+        self._unverified.difference_update(held)
+        if held and not self._paused:
+            consumer.resume([TopicPartition(t, p) for t, p in held])
+
+    def seek(self, offsets: dict[PartitionKey, int]) -> None:
+        """Read these assigned partitions next from these offsets (a rewind)."""
+        self._rewind(self._started(), {k: o for k, o in offsets.items() if k in self._assigned})
+
+    def committed(
+        self, partitions: Sequence[PartitionKey] | None = None, *, timeout_s: float = 10.0
+    ) -> dict[PartitionKey, int]:
+        """The group's committed offsets (next to read) for ``partitions``, or for every
+        partition of the input topics; partitions without one are left out."""
+        consumer = self._started()
+        try:
+            if partitions is None:
+                metadata = consumer.list_topics(timeout=timeout_s)
+                partitions = [
+                    (topic, number)
+                    for topic in self._topics
+                    if topic in metadata.topics
+                    for number in metadata.topics[topic].partitions
+                ]
+            if not partitions:
+                return {}
+            found = consumer.committed(
+                [TopicPartition(t, p) for t, p in partitions], timeout=timeout_s
+            )
+        except KafkaException as exc:
+            raise translate(self._settings, "reading committed offsets", exc) from exc
+        return {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
 
     def paused(self) -> bool:
         return self._paused
@@ -204,22 +264,26 @@ class EventConsumer:
         return self._consumer
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if self._paused:
-            # A rebalance forgets pause state; backpressure must hold for new partitions too.
-            # Assigning here (instead of after this callback) lets us pause before any fetch.
-            if self._cooperative:
-                consumer.incremental_assign(partitions)
-            else:
-                consumer.assign(partitions)
-            consumer.pause(partitions)
+        # Assigned here (not after this callback) so that they are paused before any fetch:
+        # each is held until the ingest loop has checked the ledger's position for it, and
+        # a rebalance forgets pause state, which backpressure (pause_all) must keep.
+        if self._cooperative:
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
         keys = partition_keys(partitions)
         self._assigned.update(keys)
+        if self._hold_assigned:
+            self._unverified.update(keys)
+        if self._hold_assigned or self._paused:
+            consumer.pause(partitions)
         if self._user_on_assign is not None:
             self._user_on_assign(keys)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = partition_keys(partitions)
         self._assigned.difference_update(keys)
+        self._unverified.difference_update(keys)
         self._revoked_in_poll.update(keys)
         for key in keys:
             self._committed.pop(key, None)
@@ -261,6 +325,6 @@ class EventConsumer:
                 # Going on could commit past the dropped messages and skip them: stop instead,
                 # uncommitted, so the restart re-reads from the committed offset.
                 raise BrokerRefused(
-                    f"could not rewind {topic}[{partition}] to offset {offset} after a "
-                    f"rebalance ({kafka_error(exc)}): stopping so that nothing is skipped"
+                    f"could not rewind {topic}[{partition}] to offset {offset} "
+                    f"({kafka_error(exc)}): stopping so that nothing is skipped"
                 ) from exc

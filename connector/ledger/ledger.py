@@ -33,6 +33,9 @@ Redis layout (every key from ``connector.keys.Keys``):
   whose seen value names an attempt without it is reported as the application it was.
 - ``movements(sku, wh)`` sorted set: movements applied since the warehouse's last stocktake,
   score = occurred_at, member = ``<dedupe key>|<signed delta>``.
+- ``marker`` hash: ``id``, ``created_ms``, ``layout`` and ``p:<topic>:<partition>``, the
+  last input offset applied of each partition, written by the same call as the effects
+  (``connector.ledger.positions``). Every apply call and every stock read checks it exists.
 - ``pending`` sorted set: SKU -> push priority, lowest first. A changed SKU scores the
   connector's clock at its first change minus ``CHANGE_AHEAD_MS`` (~35 years): due at once
   whatever the clocks of the replicas, ahead of every retry, oldest change first. A retry
@@ -84,9 +87,10 @@ from connector.contracts.events import (
     WarehouseType,
     line_key,
 )
-from connector.errors import DependencyError
+from connector.errors import DependencyError, LedgerBehind, LedgerLost
 from connector.keys import Keys
 from connector.ledger.outcomes import Effect, EventOutcome, LineOutcome, SkuStock, TaobaoView
+from connector.ledger.positions import Marker, PartitionKey, field_of, partition_of
 from connector.ledger.stock import movement_delta
 from connector.redis_client import AsyncRedis
 
@@ -103,6 +107,11 @@ _CONFIRM_LUA = resources.files(__package__).joinpath("ledger_confirm.lua").read_
 _RESCHEDULE_LUA = resources.files(__package__).joinpath("ledger_reschedule.lua").read_text("utf-8")
 _TAOBAO_LUA = resources.files(__package__).joinpath("ledger_taobao.lua").read_text("utf-8")
 _REPLY_WIDTH = 8  # values per line in ledger_apply.lua's reply
+_LOST: Final = (
+    "the ledger's marker is missing from Redis (wiped, restored from before the ledger "
+    "existed, or REDIS_URL names another server): restore the Redis backup or rebuild the "
+    "ledger (README: Redis faults)"
+)
 # Order lines per ledger_apply.lua call: bounds one call's time inside Redis (a few ms) and
 # the values it unpacks; an event is never split (an order has at most 1,000 lines).
 CHUNK_LINES: Final = 1000
@@ -142,7 +151,7 @@ class _ChunkBuilder:
     def __init__(self, keys: Keys) -> None:
         self._keys = keys
         self._index: dict[str, int] = {}
-        self.key_list = [keys.pending, keys.sku_index]
+        self.key_list = [keys.pending, keys.sku_index, keys.marker]
         self.events: list[list[Any]] = []
         self.lines = 0
         self.skus: dict[str, int] = {}  # -> KEYS index, in the order lines first name them
@@ -178,10 +187,12 @@ class _ChunkBuilder:
         attempt: str,
         now_ms: int,
         companions: Sequence[str],
+        positions: list[list[Any]],
+        write_positions: bool,
     ) -> None:
         k = self._keys
         head = [ttl_s, retention_ms, change_score, attempt, k.reported(""), k.seen(""), now_ms]
-        head.append(list(companions))
+        head += [list(companions), positions, int(write_positions)]
         arg = json.dumps([*head, self.events], ensure_ascii=False, separators=(",", ":"))
         self.call = _Call(self.key_list, arg)
 
@@ -222,6 +233,8 @@ class Ledger:
         self._default_warehouse = default_warehouse
         self._clock_ms = clock_ms
         self._chunk_lines = chunk_lines
+        # The last offset of each input partition this object saw the ledger hold.
+        self._known: dict[PartitionKey, int] = {}
         self._apply = redis.register_script(_APPLY_LUA)
         self._confirm = redis.register_script(_CONFIRM_LUA)
         self._reschedule = redis.register_script(_RESCHEDULE_LUA)
@@ -242,7 +255,11 @@ class Ledger:
         return (await self.apply_viewing(events)).outcomes
 
     async def apply_viewing(
-        self, events: Sequence[StockEvent], *, companions: Sequence[str] = ()
+        self,
+        events: Sequence[StockEvent],
+        *,
+        companions: Sequence[str] = (),
+        positions: Mapping[PartitionKey, int] | None = None,
     ) -> Application:
         """``apply``, with where Taobao stood for every SKU the events name, as the same
         atomic calls read it (so results need no second round trip), and the id of the
@@ -252,14 +269,26 @@ class Ledger:
         whose outputs will be produced and marked together with this call's. A copy of one
         of their applications is then a plain duplicate, as a copy within one call is;
         without it, it would be reported as the application again. (A call whose reply
-        was lost is no companion: its applications must be reported by the retry.)"""
+        was lost is no companion: its applications must be reported by the retry.)
+
+        ``positions``: the last offset of each input partition among the messages these
+        events came from (valid or not: a batch of dead letters moves it too), recorded in
+        the call's last chunk. Raises ``LedgerLost`` when the ledger's marker is missing,
+        and ``LedgerBehind`` when Redis holds less of a partition than this ledger object
+        saw it hold (``know``); either way nothing is written."""
         now_ms = self._clock_ms()
         # This call's id, dated (see ledger_apply.lua's outputs_reported).
         attempt = f"{int(now_ms):x}.{uuid.uuid4().hex[:10]}"
         prepared = [(event, *self._op_and_lines(event)) for event in events]
+        marks = [
+            [field_of(partition), offset, self._known.get(partition, -1)]
+            for partition, offset in (positions or {}).items()
+        ]
         # An event without lines has nothing to apply: it is in no call.
-        chunks = self._chunks([p for p in prepared if p[2]], now_ms, attempt, companions)
+        chunks = self._chunks([p for p in prepared if p[2]], now_ms, attempt, companions, marks)
         replies = await self._run([chunk.call for chunk in chunks])
+        for partition, offset in (positions or {}).items():
+            self._known[partition] = max(offset, self._known.get(partition, -1))
         line_values: list[Any] = []
         views: dict[str, TaobaoView] = {}
         for chunk, reply in zip(chunks, replies, strict=True):
@@ -284,15 +313,30 @@ class Ledger:
         now_ms: int,
         attempt: str,
         companions: Sequence[str],
+        positions: list[list[Any]],
     ) -> list[_ChunkBuilder]:
         chunks: list[_ChunkBuilder] = []
         for event, op, lines in prepared:
             if not chunks or chunks[-1].lines + len(lines) > self._chunk_lines:
                 chunks.append(_ChunkBuilder(self._keys))
             chunks[-1].add(event, op, lines)
-        for chunk in chunks:
-            change_score = now_ms - CHANGE_AHEAD_MS
-            chunk.finish(self._ttl_s, self._retention_ms, change_score, attempt, now_ms, companions)
+        if not chunks and positions:
+            chunks.append(_ChunkBuilder(self._keys))  # nothing to apply, positions to record
+        change_score = now_ms - CHANGE_AHEAD_MS
+        for i, chunk in enumerate(chunks):
+            # Every chunk checks the positions; the last records them, so a call cut off
+            # between chunks never claims more than it applied.
+            last = i == len(chunks) - 1
+            chunk.finish(
+                self._ttl_s,
+                self._retention_ms,
+                change_score,
+                attempt,
+                now_ms,
+                companions,
+                positions,
+                last,
+            )
         return chunks
 
     def _op_and_lines(self, event: StockEvent) -> tuple[str, list[_Line]]:
@@ -327,7 +371,7 @@ class Ledger:
                 replies[i] = reply
         for reply in replies:
             if isinstance(reply, Exception):
-                raise DependencyError(f"Redis ledger script failed: {reply}") from reply
+                raise _script_error(reply) from reply
         return replies
 
     async def _pipeline(self, calls: list[_Call]) -> list[Any]:
@@ -349,13 +393,59 @@ class Ledger:
     # ------------------------------------------------------------- reading stock
 
     async def stock(self, skus: Iterable[str]) -> dict[str, SkuStock]:
-        """Current figures of each SKU (zeros for an unknown one), in one round trip."""
+        """Current figures of each SKU (zeros for an unknown one), in one round trip.
+
+        Read atomically with the ledger's marker: a quantity read from a wiped ledger would
+        be zero and take items off sale, so a missing marker raises ``LedgerLost``."""
         wanted = list(dict.fromkeys(skus))
-        async with self._redis.pipeline(transaction=False) as pipe:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.exists(self._keys.marker)
             for sku in wanted:
                 pipe.hgetall(self._keys.sku(sku))
-            rows = await self._guard(pipe.execute())
+            marker, *rows = await self._guard(pipe.execute())
+        if not marker:
+            raise LedgerLost(_LOST)
         return {sku: _sku_stock(sku, row) for sku, row in zip(wanted, rows, strict=True)}
+
+    # ------------------------------------------------------------- the marker
+
+    async def marker(self, partitions: Iterable[PartitionKey] = ()) -> Marker:
+        """The ledger's marker and the positions it records for ``partitions``."""
+        wanted = list(dict.fromkeys(partitions))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hmget(self._keys.marker, ["id", *(field_of(p) for p in wanted)])
+            pipe.exists(self._keys.sku_index)
+            (ledger_id, *offsets), has_data = await self._guard(pipe.execute())
+        positions = {p: int(o) for p, o in zip(wanted, offsets, strict=True) if o is not None}
+        return Marker(None if ledger_id is None else _text(ledger_id), positions, bool(has_data))
+
+    async def create_marker(self, positions: Mapping[PartitionKey, int] | None = None) -> str:
+        """Create the marker unless it exists (another replica may be creating it at the
+        same moment) with these positions for the partitions it has none of; its id."""
+        new_id = f"{self._clock_ms():x}.{uuid.uuid4().hex[:10]}"
+        key = self._keys.marker
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, "id", new_id)
+            pipe.hsetnx(key, "created_ms", self._clock_ms())
+            pipe.hsetnx(key, "layout", 1)
+            for partition, offset in (positions or {}).items():
+                pipe.hsetnx(key, field_of(partition), offset)
+            pipe.hget(key, "id")
+            *_, ledger_id = await self._guard(pipe.execute())
+        return _text(ledger_id)
+
+    def know(self, positions: Mapping[PartitionKey, int]) -> None:
+        """Take these as the positions the ledger holds (read at an assignment or after a
+        rewind): a later call that finds less raises ``LedgerBehind``."""
+        self._known.update(positions)
+
+    def forget(self, partitions: Iterable[PartitionKey]) -> None:
+        """Partitions this process no longer reads (revoked): another replica moves them."""
+        for partition in partitions:
+            self._known.pop(partition, None)
+
+    def known(self) -> dict[PartitionKey, int]:
+        return dict(self._known)
 
     async def due(self, now_ms: int, limit: int) -> list[str]:
         """Pending SKUs whose push time has come (score <= now_ms): changed SKUs first,
@@ -455,6 +545,20 @@ class Ledger:
         times = [int(s) for _, s in since]
         times += [int(s) + CHANGE_AHEAD_MS for _, s in first]
         return min(times) if times else None
+
+
+def _script_error(reply: Exception) -> Exception:
+    """ledger_apply.lua's refusals as our errors; anything else is Redis failing."""
+    text = str(reply)
+    if text.startswith("LEDGER_LOST"):
+        return LedgerLost(_LOST)
+    if text.startswith("LEDGER_BEHIND"):
+        positions = {}
+        for item in text.split()[1:]:
+            name, _, offset = item.rpartition("=")
+            positions[partition_of(name)] = int(offset)
+        return LedgerBehind(positions)
+    return DependencyError(f"Redis ledger script failed: {reply}")
 
 
 def _lines(lines: list[_Line], values: list[Any], at: int) -> tuple[LineOutcome, ...]:

@@ -6,14 +6,17 @@
 -- KEYS[1]   pending sorted set (SKU -> push priority: a changed SKU scores its change score,
 --           a retry its retry time; lowest first, see connector/ledger/ledger.py)
 -- KEYS[2]   SKU index set
--- KEYS[3..] every other key the chunk touches, once each: SKU hashes, order hashes, de-dup
+-- KEYS[3]   the ledger's marker hash: `id` (present from the ledger's first start) and
+--           `p:<topic>:<partition>`, the last input offset applied of each partition
+--           (connector/ledger/positions.py)
+-- KEYS[4..] every other key the chunk touches, once each: SKU hashes, order hashes, de-dup
 --           ("seen") keys of warehouse events, movement logs of (SKU, warehouse); events
 --           refer to them by index. An order line's de-dup value is a field of its order's
 --           hash (`seen:<op>:<sku>`): read and written with the line's state, no key of its
 --           own.
 --
 -- ARGV[1]   JSON array: [dedupe_ttl_s, retention_ms, change_score, attempt, reported, seen,
---           now_ms, companions, events]
+--           now_ms, companions, positions, write_positions, events]
 --   dedupe_ttl_s  TTL of the seen keys, and of an order hash once no line is reserved
 --                 (an open order's state lives as long as its reservation)
 --   retention_ms  how far (event time) a movement log reaches behind its newest entry
@@ -31,6 +34,11 @@
 --   companions    ids of earlier calls for the same input batch: their outputs go out and
 --                 are marked with this call's, so a copy of one of their applications is a
 --                 plain duplicate, as a copy within this call is
+--   positions     [[field, last_offset, known], ...] per input partition of the call's
+--                 messages: `known` is the position this process last saw the ledger hold
+--                 (-1: none); a stored position below it means Redis lost writes
+--   write_positions  1 in a call's last chunk: record the positions (never lowering one:
+--                 another replica may have applied further before a rebalance)
 --   events        [[op, occurred_at_ms, event_id, order_key (0: none), lines], ...]
 --     op          created | cancelled | shipped | refunded | move | stocktake
 --     lines       [[sku, quantity, warehouse, dedupe_key, sku_key, seen_key, log_key], ...];
@@ -38,6 +46,10 @@
 --                 ops that move no on-hand stock); quantity is the line quantity (orders), the signed delta (move)
 --                 or the count (stocktake)
 --   (One JSON argument, keys by index: packing arguments is the client's cost.)
+--
+-- Fails, writing nothing, with `LEDGER_LOST` when the marker is missing (the ledger was wiped
+-- or this is not its server) and `LEDGER_BEHIND <field>=<stored> ...` when a position is
+-- below what the caller saw (ledger.py raises LedgerLost / LedgerBehind).
 --
 -- Returns ONE flat array (numbers as integers: Redis converts them in C, where Lua's own
 -- number-to-string conversion costs about a microsecond each): 8 values per line, lines in
@@ -56,7 +68,7 @@
 -- stays short.
 
 local ttl, retention, change_score, attempt, reported_prefix, seen_prefix, now, companions,
-  events = unpack(cjson.decode(ARGV[1]))
+  positions, write_positions, events = unpack(cjson.decode(ARGV[1]))
 local same_batch = {[attempt] = true}
 for _, id in ipairs(companions) do
   same_batch[id] = true
@@ -83,6 +95,28 @@ end
 
 local ORDER_OPS = {created = true, cancelled = true, shipped = true, refunded = true}
 local STOCK_OPS = {shipped = true, move = true, stocktake = true}
+
+-- ---------------------------------------------------------------- the marker (no writes)
+
+-- No marker, no ledger: whatever this server holds is not the ledger the offsets count on.
+local marker_fields = {'id'}
+for i, p in ipairs(positions) do
+  marker_fields[i + 1] = p[1]
+end
+local marker = redis.call('HMGET', KEYS[3], unpack(marker_fields))
+if not marker[1] then
+  return redis.error_reply('LEDGER_LOST the ledger marker is missing')
+end
+local stored, behind = {}, {}
+for i, p in ipairs(positions) do
+  stored[i] = tonumber(marker[i + 1]) or -1
+  if stored[i] < p[3] then
+    behind[#behind + 1] = p[1] .. '=' .. string.format('%d', stored[i])
+  end
+end
+if #behind > 0 then
+  return redis.error_reply('LEDGER_BEHIND ' .. table.concat(behind, ' '))
+end
 
 -- ---------------------------------------------------------------- validate (no writes)
 
@@ -597,6 +631,17 @@ for k, o in pairs(orders) do
     else
       redis.call('EXPIRE', KEYS[k], ttl)
     end
+  end
+end
+if write_positions == 1 then
+  local moved = {}
+  for i, p in ipairs(positions) do
+    if p[2] > stored[i] then
+      moved[#moved + 1], moved[#moved + 2] = p[1], int(p[2])
+    end
+  end
+  if #moved > 0 then
+    redis.call('HSET', KEYS[3], unpack(moved))
   end
 end
 for _, s in ipairs(touched) do

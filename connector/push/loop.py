@@ -1,7 +1,8 @@
 """The projection loop: drain the ledger's pending outbox to Taobao, under the shared budget.
 
 Runs beside the ingest loop in the same process, on every replica, sharing nothing with it
-but the ledger (and an in-process wake-up when a batch changed SKUs). Each pass:
+but the ledger (and an in-process wake-up when a batch changed SKUs, and the
+``LedgerGuard``: while the ledger is lost, no pass runs). Each pass:
 
 1. if Taobao has banned the app's calls (code 7, recorded in Redis by whichever replica
    was told), wait until the ban ends: no call is made, nothing spins;
@@ -37,8 +38,9 @@ from opentelemetry.trace import SpanContext
 
 from connector.contracts.codec import AvroCodec
 from connector.contracts.records import StockAlert
-from connector.errors import DependencyError
+from connector.errors import DependencyError, LedgerLost
 from connector.kafka import EventProducer, Outbound
+from connector.ledger.guard import LedgerGuard, lost_alert
 from connector.ledger.ledger import Ledger
 from connector.metrics import SyncMetrics
 from connector.push.links import EventLinks
@@ -58,6 +60,7 @@ MAX_PAUSE_S: Final = 60.0
 GAUGE_REFRESH_S: Final = 1.0
 _OUTAGE: Final = "Taobao unavailable (every item failed on the platform's side)"
 _BANNED: Final = "banned by Taobao (code 7)"
+_LOST: Final = "the ledger is lost (LEDGER_LOST): no push until it is back"
 
 _T = TypeVar("_T")
 
@@ -123,9 +126,11 @@ class ProjectionLoop:
         sync: SyncSettings,
         state: ProjectionState | None = None,
         metrics: SyncMetrics | None = None,
+        guard: LedgerGuard | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self._projection = projection
+        self._guard = guard or LedgerGuard()
         self._ledger = ledger
         self._bans = bans
         self._producer = producer
@@ -168,6 +173,23 @@ class ProjectionLoop:
 
     async def _turn(self) -> None:
         self.state.progress()
+        if self._guard.lost:
+            # No push from a ledger that is gone: wait until ingest finds it back.
+            self.state.paused_until = time.monotonic() + MAX_PAUSE_S
+            self.state.pause_reason = _LOST
+            await self._guard.wait_restored(self._stop, timeout_s=MAX_PAUSE_S)
+            self.state.paused_until, self.state.pause_reason = 0.0, ""
+            return
+        try:
+            await self._push_due()
+        except LedgerLost as lost:
+            now_ms = self._clock_ms()
+            if self._guard.lose(str(lost), now_ms=now_ms):
+                alert = lost_alert(str(lost), now_ms=now_ms)
+                self._metrics.alerts.add(1, {"kind": alert.kind.value})
+                await self._send(lambda: self._encode((), (alert,), now_ms))
+
+    async def _push_due(self) -> None:
         ban_s = await self._retrying("taobao-ban", self._bans.ban_remaining_s)
         await self._ban_changed(ban_s)
         if ban_s > 0:

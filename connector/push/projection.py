@@ -31,6 +31,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import TypeVar
 
 from opentelemetry import trace
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, Tracer, set_span_in_context
@@ -38,6 +39,7 @@ from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, Tracer, set
 from connector.contracts.records import TaobaoState
 from connector.errors import (
     DependencyError,
+    LedgerLost,
     TaobaoCallLimited,
     TaobaoError,
 )
@@ -77,6 +79,8 @@ from connector.telemetry import get_tracer, inject_context, trace_id_of
 __all__ = ["TaobaoProjection", "error_class"]
 
 log = logging.getLogger(__name__)
+
+_E = TypeVar("_E", bound=BaseException)
 
 
 class TaobaoProjection:
@@ -179,10 +183,12 @@ class TaobaoProjection:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(one(n, s)) for n, s in by_item.items()]
         except BaseExceptionGroup as group_error:
-            # Hand the loop the Redis error itself (it retries those), not the group.
-            dependency = group_error.subgroup(DependencyError)
-            if dependency is not None:
-                raise _first(dependency) from group_error
+            # Hand the loop the error itself (it stops on a lost ledger and retries Redis
+            # being down), not the group.
+            for kind in (LedgerLost, DependencyError):
+                found = group_error.subgroup(kind)
+                if found is not None:
+                    raise _first(found) from group_error
             raise
         return [task.result() for task in tasks]
 
@@ -271,7 +277,7 @@ class TaobaoProjection:
     ) -> ItemOutcome:
         try:
             return await self._push_item(num_iid, skus, links)
-        except DependencyError:
+        except (DependencyError, LedgerLost):
             raise
         except Exception as exc:
             # A bug or a malformed answer must not stop the other items or the loop.
@@ -372,9 +378,6 @@ class TaobaoProjection:
         return target(stock.available, self._settings.safety_stock)
 
 
-def _first(group: BaseExceptionGroup[DependencyError]) -> DependencyError:
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            return _first(exc)
-        return exc
-    raise AssertionError("empty exception group")
+def _first(group: BaseExceptionGroup[_E]) -> _E:
+    first: _E | BaseExceptionGroup[_E] = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from opentelemetry.metrics import MeterProvider
@@ -23,12 +27,14 @@ from connector.contracts.codec import AvroCodec
 from connector.ingest.loop import IngestLoop
 from connector.kafka import EventConsumer, EventProducer, check_broker, check_topics
 from connector.keys import Keys
+from connector.ledger.guard import LedgerGuard
 from connector.ledger.ledger import Ledger
 from connector.metrics import SyncMetrics
 from connector.push.loop import ProjectionLoop, ProjectionState
 from connector.push.mapping import MappingCache
 from connector.push.projection import TaobaoProjection
 from connector.redis_client import AsyncRedis, connect_redis
+from connector.retrying import Startup, wait_for_dependency
 from connector.settings import Settings
 from connector.taobao.client import TopClient, build_http_client
 from connector.telemetry import TaobaoMetrics, get_tracer
@@ -53,6 +59,7 @@ class Connector:
     push_producer: EventProducer  # the projection's: push records, alerts
     ingest: IngestLoop
     projection_loop: ProjectionLoop
+    guard: LedgerGuard  # both loops stop while the ledger is lost
 
     @classmethod
     async def start(
@@ -61,11 +68,37 @@ class Connector:
         *,
         tracer: Tracer | None = None,
         meter_provider: MeterProvider | None = None,
+        startup: Startup | None = None,
+        stop: asyncio.Event | None = None,
     ) -> Connector:
+        """Check the broker and the topics, connect Redis and load the Taobao session,
+        waiting up to ``CONNECTOR_STARTUP_TIMEOUT_S`` for a broker or Redis that does not
+        answer yet (``startup`` says what is waited for; ``stop`` ends the wait with
+        ``Stopped``). A wrong setting fails at once."""
         tracer = tracer or get_tracer()
-        await asyncio.to_thread(check_broker, settings.kafka)
+        startup = startup or Startup()
+        deadline = time.monotonic() + settings.runtime.startup_timeout_s
+        waiting = functools.partial(
+            wait_for_dependency, startup=startup, deadline=deadline, stop=stop or asyncio.Event()
+        )
+        await waiting("the broker", lambda: asyncio.to_thread(check_broker, settings.kafka))
         await asyncio.to_thread(check_topics, settings.kafka)
-        redis = await connect_redis(settings.redis)
+        redis = await waiting("Redis", lambda: connect_redis(settings.redis))
+        try:
+            return await cls._assemble(settings, redis, tracer, meter_provider, waiting)
+        except BaseException:
+            await redis.aclose()
+            raise
+
+    @classmethod
+    async def _assemble(
+        cls,
+        settings: Settings,
+        redis: AsyncRedis,
+        tracer: Tracer,
+        meter_provider: MeterProvider | None,
+        waiting: Callable[..., Awaitable[Any]],
+    ) -> Connector:
         keys = Keys(settings.redis.key_prefix)
         http = build_http_client(settings.taobao)
         client = TopClient.from_settings(
@@ -102,7 +135,12 @@ class Connector:
         kafka = settings.kafka
         codec = AvroCodec.from_settings(kafka)
         metrics = SyncMetrics.create(meter_provider)
-        consumer = EventConsumer(kafka, [kafka.orders_topic, kafka.warehouse_topic])
+        guard = LedgerGuard()
+        metrics.observe_ledger(lambda: guard.lost)
+        # Each partition is held until the ledger's position for it is checked.
+        consumer = EventConsumer(
+            kafka, [kafka.orders_topic, kafka.warehouse_topic], hold_assigned=True
+        )
         # One producer per loop: EventProducer.send waits for everything queued on it.
         producer, push_producer = EventProducer(kafka), EventProducer(kafka)
         projection_loop = ProjectionLoop(
@@ -115,6 +153,7 @@ class Connector:
             sync=sync,
             state=pushing,
             metrics=metrics,
+            guard=guard,
         )
         ingest = IngestLoop(
             consumer=consumer,
@@ -127,8 +166,9 @@ class Connector:
             on_changed=projection_loop.changed,
             tracer=tracer,
             metrics=metrics,
+            guard=guard,
         )
-        await client.prepare()
+        await waiting("the Taobao session in Redis", client.prepare)
         return cls(
             settings,
             redis,
@@ -141,6 +181,7 @@ class Connector:
             push_producer,
             ingest,
             projection_loop,
+            guard,
         )
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -22,6 +22,7 @@ from typing import Any, Final
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from connector.retrying import Startup
 from connector.service.app import Connector
 
 __all__ = ["Check", "HealthServer", "Readiness"]
@@ -42,24 +43,40 @@ class Readiness:
 
     def __init__(
         self,
-        connector: Connector,
+        connector: Connector | None,
         *,
         stall_timeout_s: float,
+        startup: Startup | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._connector = connector
+        self._started = connector
+        self._startup = startup or Startup()
         self._stall_timeout_s = stall_timeout_s
         self._clock = clock
         self._cached: tuple[float, list[Check]] | None = None
         self._lock = asyncio.Lock()
 
+    def attach(self, connector: Connector) -> None:
+        """The connector has started: its checks replace the start-up one."""
+        self._started = connector
+        self._cached = None
+
+    @property
+    def _connector(self) -> Connector:
+        assert self._started is not None
+        return self._started
+
     async def checks(self) -> list[Check]:
+        if self._started is None:
+            waited_s = self._clock() - self._startup.since
+            detail = f"waiting for {self._startup.waiting_for} ({waited_s:.0f}s)"
+            return [Check("startup", False, detail)]
         async with self._lock:
             now = self._clock()
             if self._cached is not None and now - self._cached[0] < CACHE_S:
                 return self._cached[1]
             broker, redis = await asyncio.gather(self._broker(), self._redis())
-            checks = [*broker, redis, self._ingest()]
+            checks = [*broker, redis, self._ledger(), self._ingest()]
             self._cached = (now, checks)
             return checks
 
@@ -85,6 +102,10 @@ class Readiness:
             return Check("redis", False, type(exc).__name__)
         return Check("redis", True)
 
+    def _ledger(self) -> Check:
+        reason = self._connector.guard.reason
+        return Check("ledger", reason is None, f"LEDGER_LOST: {reason}" if reason else "")
+
     def _ingest(self) -> Check:
         state = self._connector.ingest.state
         idle_s = self._clock() - state.last_loop_at if state.last_loop_at else 0.0
@@ -96,6 +117,8 @@ class Readiness:
 
     def projection(self) -> dict[str, Any]:
         """The projection's state for the body: informative, never gating."""
+        if self._started is None:
+            return {"ok": False, "state": "starting"}
         connector = self._connector
         state = connector.projection_loop.state
         client = connector.client

@@ -11,6 +11,7 @@ import logging
 import signal
 from collections.abc import Mapping
 
+from connector.retrying import Startup, Stopped
 from connector.service.app import Connector
 from connector.service.health import HealthServer, Readiness
 from connector.settings import Settings
@@ -35,18 +36,30 @@ async def run_connector(settings: Settings, env: Mapping[str, str]) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _request_stop, sig, stop, settings.runtime.shutdown_timeout_s)
-    connector = await Connector.start(
-        settings, tracer=get_tracer(provider), meter_provider=meter_provider
-    )
     runtime = settings.runtime
+    startup = Startup()
+    readiness = Readiness(None, stall_timeout_s=runtime.stall_timeout_s, startup=startup)
     health: HealthServer | None = None
+    connector: Connector | None = None
     try:
         if runtime.http_port:
-            readiness = Readiness(connector, stall_timeout_s=runtime.stall_timeout_s)
+            # First: /healthz answers and /readyz says what start-up waits for.
             health = HealthServer(
                 readiness, registry, host=runtime.http_host, port=runtime.http_port
             )
             await health.start()
+        try:
+            connector = await Connector.start(
+                settings,
+                tracer=get_tracer(provider),
+                meter_provider=meter_provider,
+                startup=startup,
+                stop=stop,
+            )
+        except Stopped:
+            log.info("stopped while starting")
+            return 0
+        readiness.attach(connector)
         log.info(
             "consuming %s and %s as group %s; health and metrics on :%s",
             settings.kafka.orders_topic,
@@ -58,7 +71,8 @@ async def run_connector(settings: Settings, env: Mapping[str, str]) -> int:
     finally:
         if health is not None:
             await health.stop()
-        await connector.aclose()
+        if connector is not None:
+            await connector.aclose()
         meter_provider.shutdown()
         if provider is not None:
             provider.shutdown()

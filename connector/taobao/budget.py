@@ -5,6 +5,11 @@ exceeded. So the budget lives in Redis: a GCRA rate limiter per app key, optiona
 more per API method, and a ban key that one replica sets when the platform bans the app
 and every replica honours until it expires. A caller reserves a slot and then sleeps until
 it; the wait is returned so that it can be shown as a metric and a span attribute.
+
+Losing Redis's copy (a wipe, a failover to an empty replica) never lets more calls out:
+each replica also remembers the bans it has seen, and a replica that has reserved before
+and finds the budget's epoch key gone grants no call for as long as a reservation can
+reach ahead (the calls other replicas had reserved are unknown), then the configured rate.
 """
 
 from __future__ import annotations
@@ -79,6 +84,7 @@ class RedisCallBudget:
         policy: BudgetPolicy,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -86,11 +92,20 @@ class RedisCallBudget:
         self._policy = policy
         self._sleep = sleep
         self._script = redis.register_script(_ACQUIRE_LUA)
+        self._clock = clock
+        # The longest a reservation of ours could reach ahead (0: we never reserved).
+        self._reach_ms = 0.0
+        # A ban this process has seen (monotonic end), in case Redis loses it.
+        self._ban_until = 0.0
 
     async def acquire(self, method: str, *, max_wait_s: float) -> float:
         waited = 0.0
         while True:
-            status, wait_ms = await self._try_reserve(method, max(0.0, max_wait_s - waited))
+            remembered_ms = (self._ban_until - self._clock()) * 1000.0
+            if remembered_ms > 0:  # a ban seen here holds even if Redis lost it
+                status, wait_ms = 1, remembered_ms
+            else:
+                status, wait_ms = await self._try_reserve(method, max(0.0, max_wait_s - waited))
             if status == 0:
                 if wait_ms > 0:
                     await self._sleep(wait_ms / 1000.0)
@@ -105,8 +120,9 @@ class RedisCallBudget:
 
     async def _try_reserve(self, method: str, max_wait_s: float) -> tuple[int, float]:
         buckets = self._policy.buckets(method)
-        keys = [self._keys.call_ban(self._app_key)]
-        args: list[float] = [max_wait_s * 1000.0]
+        app = self._app_key
+        keys = [self._keys.call_ban(app), self._keys.call_budget_epoch(app)]
+        args: list[float] = [max_wait_s * 1000.0, self._reach_ms]
         for bucket_method, interval_ms, burst in buckets:
             keys.append(self._keys.call_budget(self._app_key, bucket_method))
             args.extend((interval_ms, burst))
@@ -114,9 +130,17 @@ class RedisCallBudget:
             status, wait_ms = await self._script(keys=keys, args=args)
         except RedisError as exc:
             raise DependencyError(f"Redis unreachable for the Taobao call budget: {exc}") from exc
+        if int(status) == 0:
+            self._reach_ms = max(self._reach_ms, max_wait_s * 1000.0)
+        elif int(status) == 1:
+            self._remember_ban(float(wait_ms) / 1000.0)
         return int(status), float(wait_ms)
 
+    def _remember_ban(self, seconds: float) -> None:
+        self._ban_until = max(self._ban_until, self._clock() + seconds)
+
     async def ban(self, seconds: float) -> None:
+        self._remember_ban(seconds)
         key = self._keys.call_ban(self._app_key)
         ms = max(1, round(seconds * 1000))
         try:
@@ -133,7 +157,9 @@ class RedisCallBudget:
             ms = await self._redis.pttl(self._keys.call_ban(self._app_key))
         except RedisError as exc:
             raise DependencyError(f"Redis unreachable for the Taobao call budget: {exc}") from exc
-        return max(0, int(ms)) / 1000.0  # -2: no ban, -1: no expiry (never written so)
+        shared_s = max(0, int(ms)) / 1000.0  # -2: no ban, -1: no expiry (never written so)
+        self._remember_ban(shared_s)
+        return max(shared_s, self._ban_until - self._clock())
 
 
 class LocalCallBudget:

@@ -223,3 +223,42 @@ def test_extra_config_cannot_turn_auto_commit_on(kafka_settings: KafkaSettings) 
     extra = kafka_settings.model_copy(update={"extra_config": {"no.such.property": 1}})
     with pytest.raises(ConfigError, match="invalid Kafka client configuration"):
         EventProducer(extra)
+
+
+def test_held_partitions_are_read_only_once_released_and_from_where_told(
+    kafka_settings: KafkaSettings, producer: EventProducer
+) -> None:
+    topic = kafka_settings.orders_topic
+    producer.send([Outbound(topic, b"%d" % i, key=b"one-key") for i in range(10)], timeout_s=10)
+
+    with EventConsumer(kafka_settings, [topic], hold_assigned=True) as consumer:
+        deadline = time.monotonic() + JOIN_TIMEOUT_S
+        while not consumer.assignment() and time.monotonic() < deadline:
+            assert consumer.poll_batch(10, 0.2) == []  # held: nothing before release
+        assert consumer.unverified() == consumer.assignment()
+        assert quiet(consumer, 0.5) == []
+
+        first = drain_after_release(consumer, {}, 10)
+        assert [m.value for m in first] == [b"%d" % i for i in range(10)]
+        consumer.commit(first)
+        (partition,) = {(m.topic, m.partition) for m in first}
+        assert consumer.committed([partition]) == {partition: 10}
+        assert partition in consumer.committed()  # every partition of the topics
+
+        # Held again (the ledger came back from being lost) and released at an earlier
+        # offset (it is behind): the messages after it come again.
+        consumer.hold(consumer.assignment())
+        assert quiet(consumer, 0.3) == []
+        again = drain_after_release(consumer, {partition: 6}, 4)
+        assert [m.offset for m in again] == [6, 7, 8, 9]
+
+        consumer.seek({partition: 8})
+        assert [m.offset for m in drain(consumer, 2, timeout_s=5)] == [8, 9]
+
+
+def drain_after_release(
+    consumer: EventConsumer, seek: dict[tuple[str, int], int], want: int
+) -> list[Inbound]:
+    consumer.release(consumer.unverified(), seek)
+    assert consumer.unverified() == []
+    return drain(consumer, want, timeout_s=5)

@@ -35,6 +35,12 @@ pytestmark = pytest.mark.integration
 TTL_S = 3600
 
 
+@pytest.fixture(autouse=True)
+async def marker(redis: Redis, keys: Keys) -> None:
+    """Every ledger here starts as a connector's would: with its marker created."""
+    await redis.hset(keys.marker, "id", "test")
+
+
 @pytest.fixture
 def ledger(redis: Redis, keys: Keys) -> Ledger:
     # A clock at 0: a changed SKU is due at 0, which keeps due() calls below simple.
@@ -786,10 +792,11 @@ async def test_any_arrival_order_and_redelivery_matches_the_reference(
         chunk_lines=data.draw(st.integers(1, 6), label="chunk lines"),
         clock_ms=lambda: 0,
     )
+    await ledger.create_marker()
     outcomes: list[EventOutcome] = []
     delivered: set[str] = set()
     reported: set[str] = set()
-    for batch in batches:
+    for offset, batch in enumerate(batches):
         cut = data.draw(st.integers(0, len(batch)), label="crash after")
         if cut < len(batch):
             # The process died with only the calls for the first events done (their
@@ -798,7 +805,7 @@ async def test_any_arrival_order_and_redelivery_matches_the_reference(
                 delivered.add(event.event_id)
                 outcomes.append(outcome)
         in_batch: set[str] = set()
-        application = await ledger.apply_viewing(batch)
+        application = await ledger.apply_viewing(batch, positions={("in", 0): offset})
         for outcome, event in zip(application.outcomes, batch, strict=True):
             # First delivery applies (no line is a duplicate); any later one is a duplicate.
             assert all(line.duplicate == (event.event_id in delivered) for line in outcome.lines)
@@ -813,6 +820,8 @@ async def test_any_arrival_order_and_redelivery_matches_the_reference(
             await ledger.mark_reported(application.attempt)
             reported |= in_batch
     await assert_matches_reference(ledger, events)
+    marker = await ledger.marker([("in", 0)])
+    assert marker.positions == ({("in", 0): len(batches) - 1} if batches else {})
     versions = check_versions(outcomes)
     stock = await ledger.stock(versions)
     assert {sku: s.version for sku, s in stock.items()} == versions

@@ -63,6 +63,12 @@ class Rig:
         await self.ledger.apply([event])
 
 
+@pytest.fixture(autouse=True)
+async def marker(redis: Redis, keys: Keys) -> None:
+    """The ledger's marker, as a connector creates it at its first start."""
+    await redis.hset(keys.marker, "id", "test")
+
+
 @pytest.fixture
 def rig(redis: Redis, keys: Keys, sandbox: SandboxServer, make_client: MakeClient) -> Rig:
     return Rig(redis, keys, make_client(sandbox))

@@ -14,6 +14,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -110,9 +111,16 @@ async def test_a_ban_leaves_the_pod_ready_and_shows_in_the_body_and_the_metrics(
     assert metric(text, "sync_projection_paused") == 1
 
 
-async def test_readiness_follows_redis_and_the_broker(sandbox: SandboxServer) -> None:
+async def test_readiness_follows_redis_and_the_broker(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
     redis_port, broker_port = free_port(), free_port()
-    redis = EmbeddedRedis(port=redis_port).start()
+
+    # Persistent, as a ledger's Redis must be: a restart keeps the ledger.
+    def durable() -> EmbeddedRedis:
+        return EmbeddedRedis(port=redis_port, appendonly=True, data_dir=tmp_path)
+
+    redis = durable().start()
     broker = EmbeddedBroker(port=broker_port).start()
     try:
         kafka = new_kafka_settings(broker.bootstrap_servers)
@@ -125,7 +133,7 @@ async def test_readiness_follows_redis_and_the_broker(sandbox: SandboxServer) ->
             redis.stop()
             checks = await ready_is(base, False)
             assert not checks["redis"]["ok"]
-            redis = EmbeddedRedis(port=redis_port).start()
+            redis = durable().start()
             await ready_is(base, True)
 
             broker.stop()

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from connector.errors import TaobaoCallLimited
 from connector.keys import Keys
 from connector.sandbox.server import SandboxServer
+from connector.taobao.budget import BudgetPolicy, RedisCallBudget
 from connector.taobao.client import TopClient, build_http_client
 from connector.telemetry import TaobaoMetrics, get_tracer
 from tests.conftest import SandboxFactory, taobao_settings
@@ -139,3 +140,58 @@ async def test_waiting_for_the_budget_is_visible(
     calls = list(metrics["taobao.calls"].data.data_points)
     assert calls[0].attributes == {"method": "taobao.item.quantity.update", "outcome": "ok"}
     assert calls[0].value == 3
+
+
+async def _wipe(redis: Redis, keys: Keys) -> None:
+    """What a FLUSHALL or a failover to an empty replica does to one app's budget."""
+    async for key in redis.scan_iter(match=f"{keys.prefix}:*"):
+        await redis.delete(key)
+
+
+async def test_a_wiped_budget_grants_nothing_until_the_earlier_reservations_are_past(
+    redis: Redis, keys: Keys
+) -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    policy = BudgetPolicy(qps=10)
+    replica = RedisCallBudget(redis, keys, "app", policy, sleep=sleep)
+    for _ in range(5):  # reservations reaching up to 0.4 s ahead
+        await replica.acquire("taobao.item.quantity.update", max_wait_s=2.0)
+    assert max(slept) == pytest.approx(0.4, abs=0.05)
+
+    await _wipe(redis, keys)
+    slept.clear()
+    # Calls other replicas reserved before the wipe are unknown: nothing for as long as a
+    # reservation can reach (2 s here), then the configured rate.
+    await replica.acquire("taobao.item.quantity.update", max_wait_s=3.0)
+    assert slept[-1] == pytest.approx(2.0, abs=0.05)
+    # A replica that never reserved keeps to the same floor: it is in Redis.
+    other = RedisCallBudget(redis, keys, "app", policy, sleep=sleep)
+    await other.acquire("taobao.item.quantity.update", max_wait_s=3.0)
+    assert slept[-1] == pytest.approx(2.1, abs=0.05)
+    with pytest.raises(TaobaoCallLimited):
+        await other.acquire("taobao.item.quantity.update", max_wait_s=1.0)
+
+
+async def test_a_first_reservation_ever_is_not_held_back(redis: Redis, keys: Keys) -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    budget = RedisCallBudget(redis, keys, "app", BudgetPolicy(qps=10), sleep=sleep)
+    assert await budget.acquire("m", max_wait_s=30.0) == 0.0
+    assert slept == []
+
+
+async def test_a_ban_seen_holds_when_redis_loses_it(redis: Redis, keys: Keys) -> None:
+    seen = RedisCallBudget(redis, keys, "app", BudgetPolicy(qps=10))
+    await seen.ban(30)
+    await _wipe(redis, keys)
+
+    assert await seen.ban_remaining_s() == pytest.approx(30, abs=1)
+    with pytest.raises(TaobaoCallLimited, match="banned"):
+        await seen.acquire("m", max_wait_s=0.1)

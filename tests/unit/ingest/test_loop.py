@@ -102,11 +102,17 @@ class FakeLedger:
         self.delay = 0.0  # how long a call is in flight
         self.companions: list[list[str]] = []  # per call: the ids it was given
         self.reported: list[str] = []  # the event ids of the attempts marked
+        self.positions: list[dict[tuple[str, int], int]] = []  # per call
 
     async def apply_viewing(
-        self, events: Sequence[StockEvent], *, companions: Sequence[str] = ()
+        self,
+        events: Sequence[StockEvent],
+        *,
+        companions: Sequence[str] = (),
+        positions: Mapping[tuple[str, int], int] | None = None,
     ) -> Application:
         self.companions.append(list(companions))
+        self.positions.append(dict(positions or {}))
         assert not self.busy, "ledger calls must not overlap"
         self.busy = True
         try:
@@ -231,13 +237,13 @@ async def test_a_ledger_failure_in_a_later_slice_commits_nothing_and_leaves_no_c
     real = rig.ledger.apply_viewing
 
     async def second_call_refused(
-        events: Sequence[StockEvent], *, companions: Sequence[str] = ()
+        events: Sequence[StockEvent], *, companions: Sequence[str] = (), **kwargs: Any
     ) -> Application:
         nonlocal calls
         calls += 1
         if calls == 2:
             raise BrokerRefused("refused")
-        return await real(events, companions=companions)
+        return await real(events, companions=companions, **kwargs)
 
     rig.ledger.apply_viewing = second_call_refused  # type: ignore[method-assign]
 
