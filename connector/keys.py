@@ -84,10 +84,10 @@ class Keys:
 
     @property
     def marker(self) -> str:
-        """Hash: the ledger's identity (``id``, ``created_ms``, ``layout``) and the last input
-        offset it applied of each partition (``p:<topic>:<partition>``); present from the
-        ledger's first start, so its absence means the ledger is gone
-        (``connector/ledger/positions.py``)."""
+        """Hash: the ledger's identity (``id``, ``created_ms``, ``layout``), the last input
+        offset it applied of each partition (``p:<topic>:<partition>``) and the last whose
+        outputs were produced (``r:…``); present from the ledger's first start, so its
+        absence means the ledger is gone (``connector/ledger/positions.py``)."""
         return f"{self._shop}:ledger"
 
     @property

@@ -160,6 +160,10 @@ class KafkaSettings(_Group):
 
     bootstrap_servers: str = Field(min_length=1)
     group_id: str = "taobao-connector"
+    # Static group membership: a member that restarts with the same id (a crashed container
+    # in the same pod) takes its partitions back at once, without waiting for its session
+    # to time out. Unset: dynamic membership (each start is a new member).
+    group_instance_id: str | None = Field(default=None, min_length=1, max_length=249)
     orders_topic: str = "orders"
     warehouse_topic: str = "warehouse-movements"
     results_topic: str = "stock-sync-results"

@@ -27,7 +27,14 @@ from connector.errors import LedgerBehind
 from connector.kafka import EventConsumer, Inbound
 from connector.ledger.guard import LedgerGuard, behind_alert, lost_alert
 from connector.ledger.ledger import Ledger
-from connector.ledger.positions import Opening, PartitionKey, behind, opening, rewinds
+from connector.ledger.positions import (
+    Opening,
+    PartitionKey,
+    behind,
+    opening,
+    resumes,
+    rewinds,
+)
 from connector.metrics import SyncMetrics
 
 __all__ = ["LOST_CHECK_S", "POSITION_CHECK_S", "Alignment"]
@@ -38,6 +45,16 @@ POSITION_CHECK_S: Final = 5.0
 LOST_CHECK_S: Final = 2.0
 
 _T = TypeVar("_T")
+
+
+class CommittedOffsets(Protocol):
+    """The group's committed offsets (``None``: of every input partition). Best read
+    outside the group (``PartitionReader``): a member that is joining answers only once
+    the join is done, seconds later."""
+
+    def committed(
+        self, partitions: Sequence[PartitionKey] | None = None
+    ) -> dict[PartitionKey, int]: ...
 
 
 class Retrying(Protocol):
@@ -56,6 +73,7 @@ class Alignment:
         self,
         *,
         consumer: EventConsumer,
+        offsets: CommittedOffsets,
         ledger: Ledger,
         guard: LedgerGuard,
         retrying: Retrying,
@@ -64,6 +82,7 @@ class Alignment:
         clock_ms: Callable[[], int],
     ) -> None:
         self._consumer = consumer
+        self._offsets = offsets
         self._ledger = ledger
         self._guard = guard
         self._retrying = retrying
@@ -74,8 +93,8 @@ class Alignment:
 
     async def open(self) -> None:
         """At start, before the first poll (see the module docstring)."""
-        consumer, ledger = self._consumer, self._ledger
-        committed = await self._retrying("broker", lambda: asyncio.to_thread(consumer.committed))
+        offsets, ledger = self._offsets, self._ledger
+        committed = await self._retrying("broker", lambda: asyncio.to_thread(offsets.committed))
         marker = await self._retrying("ledger", lambda: ledger.marker(committed))
         decision = opening(marker, committed)
         if decision is Opening.OPEN:
@@ -90,34 +109,45 @@ class Alignment:
                 "the ledger has data but no marker (written by an earlier version): taking "
                 "the group's committed offsets as the positions it has applied"
             )
+        elif decision is Opening.REBUILDING:
+            await self.lose(_REBUILDING)
         else:
             await self.lose(
                 "the group has committed offsets but Redis holds no ledger (its marker is "
                 "missing): Redis was wiped, restored from before the ledger existed, or "
                 "REDIS_URL names another server. Restore the Redis backup, or rebuild the "
-                "ledger from the topics (README: Redis faults)"
+                "ledger from the topics with `taobao-connector ledger rebuild` "
+                "(README: Redis faults)"
             )
 
     async def verify_assigned(self) -> None:
         """Compare each held partition's ledger position with its committed offset; read
         it from after the ledger's position where that is behind, then release it."""
+        if not self._guard.lost:
+            await self._verify()
+
+    async def _verify(self) -> bool:
+        """``verify_assigned``'s work; ``False`` if the ledger turned out not ready."""
         held = self._consumer.unverified()
-        if not held or self._guard.lost:
-            return
+        if not held:
+            return True
         consumer, ledger = self._consumer, self._ledger
         committed = await self._retrying(
-            "broker", lambda: asyncio.to_thread(consumer.committed, held)
+            "broker", lambda: asyncio.to_thread(self._offsets.committed, held)
         )
         marker = await self._retrying("ledger", lambda: ledger.marker(held))
-        if marker.ledger_id is None:
-            await self.lose(_GONE)
-            return
+        if not marker.ready:
+            await self.lose(_GONE if marker.ledger_id is None else _REBUILDING)
+            return False
         positions: dict[PartitionKey, int] = marker.positions
-        seek = rewinds(positions, committed, held)
+        behind_at = rewinds(positions, committed, held)
+        seek = {**resumes(marker.reported, committed, held), **behind_at}
         ledger.know({p: positions.get(p, -1) for p in held})
-        if seek:
-            await self._report_behind({p: positions.get(p, -1) for p in seek})
-        consumer.release(held, seek)
+        still_held = consumer.release(held, seek)
+        rewound = {p: positions.get(p, -1) for p in behind_at if p not in still_held}
+        if rewound:
+            await self._report_behind(rewound)
+        return True
 
     async def check(self) -> None:
         """Every ``POSITION_CHECK_S`` between batches: the marker exists and no position
@@ -125,10 +155,11 @@ class Alignment:
         if time.monotonic() - self._checked_at < POSITION_CHECK_S or self._guard.lost:
             return
         self._checked_at = time.monotonic()
-        known = self._ledger.known()
+        owned = set(self._consumer.assignment()) - set(self._consumer.unverified())
+        known = {p: o for p, o in self._ledger.known().items() if p in owned}
         marker = await self._retrying("ledger", lambda: self._ledger.marker(known))
-        if marker.ledger_id is None:
-            await self.lose(_GONE)
+        if not marker.ready:
+            await self.lose(_GONE if marker.ledger_id is None else _REBUILDING)
             return
         back = behind(marker.positions, known)
         if back:
@@ -152,17 +183,25 @@ class Alignment:
         """While the ledger is lost: poll (the group is kept, nothing is fetched) and read
         the marker every ``LOST_CHECK_S``; when it is back, hold every partition for the
         check on assignment and let both loops go on."""
+        consumer = self._consumer
+        if not consumer.paused():  # (the projection may have found the ledger lost)
+            consumer.pause_all()
         deadline = time.monotonic() + LOST_CHECK_S
         while time.monotonic() < deadline and not stop.is_set():
-            await asyncio.to_thread(self._consumer.poll_batch, 1, 0.2)
+            stray = await asyncio.to_thread(consumer.poll_batch, 1, 0.2)
+            if stray:  # never expected while paused; never skipped either
+                consumer.seek({(m.topic, m.partition): m.offset for m in stray})
         if stop.is_set():
             return
         marker = await self._retrying("ledger", self._ledger.marker)
-        if marker.ledger_id is None:
+        if not marker.ready:
             return
-        self._consumer.hold(self._consumer.assignment())
-        self._consumer.resume_all()
-        self._guard.restore()
+        # Every partition is checked again (the ledger may be an older backup), and any
+        # rewind set up, before either loop goes on.
+        consumer.hold(consumer.assignment())
+        consumer.resume_all()
+        if await self._verify():
+            self._guard.restore()
 
     async def lose(self, reason: str) -> None:
         now_ms = self._clock_ms()
@@ -192,8 +231,12 @@ class Alignment:
         await self._send_alert(behind_alert(positions, now_ms=self._clock_ms()))
 
 
+_REBUILDING: Final = (
+    "a ledger rebuild is writing the ledger (taobao-connector ledger rebuild): nothing is "
+    "consumed or pushed until it has finished"
+)
 _GONE: Final = (
     "the ledger's marker vanished from Redis (a FLUSHALL, a restart of a server without "
     "persistence, or a failover to an empty replica): restore the Redis backup, or rebuild "
-    "the ledger from the topics (README: Redis faults)"
+    "the ledger from the topics with `taobao-connector ledger rebuild` (README: Redis faults)"
 )

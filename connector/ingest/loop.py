@@ -13,9 +13,9 @@ One batch at a time, in this order, so that every guarantee in the README's "How
 4. queue one result per input, the alerts and the dead letters on the producer (only then:
    a batch that fails sends nothing);
 5. wait for the broker to acknowledge all of them;
-6. only then mark the ledger calls reported (one write per call: its outputs are out)
-   and commit the batch's offsets (the two at once: each needs the acknowledgement,
-   neither needs the other).
+6. only then mark the ledger calls reported (one write per call: its outputs are out),
+   record in the ledger's marker how far each partition's outputs are out, and commit the
+   batch's offsets (all at once: each needs the acknowledgement, none needs the others).
 
 Steps 1, 2 and 4's encoding run per slice of ``SLICE_EVENTS`` messages, overlapped: while
 Redis applies slice k, Python decodes slice k+1 and encodes the outputs of slice k-1 (ledger
@@ -52,7 +52,7 @@ from opentelemetry.trace import Span, SpanContext, Tracer, set_span_in_context
 from connector.contracts.codec import AvroCodec
 from connector.contracts.records import StockAlert, SyncResult
 from connector.errors import DependencyError, LedgerBehind, LedgerLost
-from connector.ingest.alignment import Alignment
+from connector.ingest.alignment import Alignment, CommittedOffsets
 from connector.ingest.decoding import Decoded, Decoder, dead_letter
 from connector.ingest.reporting import (
     Applied,
@@ -62,7 +62,13 @@ from connector.ingest.reporting import (
     rejected_result,
     result_for,
 )
-from connector.kafka import Delivery, EventConsumer, EventProducer, Inbound, Outbound
+from connector.kafka import (
+    Delivery,
+    EventConsumer,
+    EventProducer,
+    Inbound,
+    Outbound,
+)
 from connector.ledger.guard import LedgerGuard
 from connector.ledger.ledger import Ledger
 from connector.ledger.outcomes import TaobaoView
@@ -141,6 +147,7 @@ class IngestLoop:
         tracer: Tracer | None = None,
         metrics: SyncMetrics | None = None,
         guard: LedgerGuard | None = None,
+        offsets: CommittedOffsets | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self._consumer = consumer
@@ -161,6 +168,7 @@ class IngestLoop:
         self.guard = guard or LedgerGuard()
         self._aligned = Alignment(
             consumer=consumer,
+            offsets=offsets or consumer,
             ledger=ledger,
             guard=self.guard,
             retrying=self._retrying,
@@ -225,8 +233,10 @@ class IngestLoop:
             # each other: either order is safe (a redelivery before the mark is reported
             # again as the application; a commit before it means no redelivery), so the
             # two round trips overlap.
+            reported = _positions(batch)
             outcomes = await asyncio.gather(
                 *(self._mark_reported(attempt) for attempt in attempts),
+                self._retrying("ledger", lambda: self._ledger.record_reported(reported)),
                 self._retrying("commit", lambda: asyncio.to_thread(self._consumer.commit, batch)),
                 return_exceptions=True,
             )

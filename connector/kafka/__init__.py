@@ -49,6 +49,7 @@ from connector.kafka.admin import check_broker, check_topics, ensure_topics
 from connector.kafka.config import Inbound, Outbound, PartitionsCallback, client_config
 from connector.kafka.consumer import EventConsumer
 from connector.kafka.producer import Delivery, EventProducer
+from connector.kafka.reader import PartitionReader
 
 __all__ = [
     "Delivery",
@@ -56,6 +57,7 @@ __all__ = [
     "EventProducer",
     "Inbound",
     "Outbound",
+    "PartitionReader",
     "PartitionsCallback",
     "check_broker",
     "check_topics",

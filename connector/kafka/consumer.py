@@ -66,6 +66,8 @@ class EventConsumer:
             "fetch.wait.max.ms": FETCH_WAIT_MAX_MS,
             "partition.assignment.strategy": ASSIGNMENT_STRATEGY,
         }
+        if settings.group_instance_id is not None:
+            defaults["group.instance.id"] = settings.group_instance_id
         self._config = with_pinned(settings, defaults, CONSUMER_PINNED)
         strategy = str(self._config["partition.assignment.strategy"])
         self._cooperative = "cooperative" in strategy
@@ -172,15 +174,37 @@ class EventConsumer:
         if held:
             self._started().pause([TopicPartition(t, p) for t, p in held])
 
-    def release(self, partitions: Sequence[PartitionKey], seek: dict[PartitionKey, int]) -> None:
+    def release(
+        self, partitions: Sequence[PartitionKey], seek: dict[PartitionKey, int]
+    ) -> list[PartitionKey]:
         """Start reading these held partitions: from ``seek[p]`` where given, else from the
-        committed offset."""
+        committed offset. Returns those still held: librdkafka refuses a seek (``_STATE``)
+        until a new assignment's fetcher has started, so they are released on a later
+        call."""
         consumer = self._started()
         held = [key for key in partitions if key in self._unverified]
-        self.seek({key: offset for key, offset in seek.items() if key in held})
-        self._unverified.difference_update(held)
-        if held and not self._paused:
-            consumer.resume([TopicPartition(t, p) for t, p in held])
+        ready = []
+        for key in held:
+            if key in seek and not self._seek_new(consumer, key, seek[key]):
+                continue
+            ready.append(key)
+        self._unverified.difference_update(ready)
+        if ready and not self._paused:
+            consumer.resume([TopicPartition(t, p) for t, p in ready])
+        return [key for key in held if key not in ready]
+
+    def _seek_new(self, consumer: Consumer, key: PartitionKey, offset: int) -> bool:
+        try:
+            consumer.seek(TopicPartition(key[0], key[1], offset))
+        except KafkaException as exc:
+            error = kafka_error(exc)
+            if error is not None and error.code() == KafkaError._STATE:
+                return False
+            raise BrokerRefused(
+                f"could not rewind {key[0]}[{key[1]}] to offset {offset} "
+                f"({kafka_error(exc)}): stopping so that nothing is skipped"
+            ) from exc
+        return True
 
     def seek(self, offsets: dict[PartitionKey, int]) -> None:
         """Read these assigned partitions next from these offsets (a rewind)."""
@@ -208,6 +232,10 @@ class EventConsumer:
             )
         except KafkaException as exc:
             raise translate(self._settings, "reading committed offsets", exc) from exc
+        failed = [tp.error for tp in found if tp.error is not None]
+        if failed:
+            # Never read as "nothing committed": that would take a lost ledger for a new one.
+            raise refused(self._settings, "reading committed offsets", failed[0])
         return {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
 
     def paused(self) -> bool:

@@ -33,9 +33,11 @@ Redis layout (every key from ``connector.keys.Keys``):
   whose seen value names an attempt without it is reported as the application it was.
 - ``movements(sku, wh)`` sorted set: movements applied since the warehouse's last stocktake,
   score = occurred_at, member = ``<dedupe key>|<signed delta>``.
-- ``marker`` hash: ``id``, ``created_ms``, ``layout`` and ``p:<topic>:<partition>``, the
-  last input offset applied of each partition, written by the same call as the effects
-  (``connector.ledger.positions``). Every apply call and every stock read checks it exists.
+- ``marker`` hash: ``id``, ``created_ms``, ``layout``, ``p:<topic>:<partition>`` (the last
+  input offset applied of each partition, written by the same call as the effects) and
+  ``r:<topic>:<partition>`` (the last one whose outputs were produced, written after each
+  batch's acknowledgement); see ``connector.ledger.positions``. Every apply call and every
+  stock read checks it exists.
 - ``pending`` sorted set: SKU -> push priority, lowest first. A changed SKU scores the
   connector's clock at its first change minus ``CHANGE_AHEAD_MS`` (~35 years): due at once
   whatever the clocks of the replicas, ahead of every retry, oldest change first. A retry
@@ -87,14 +89,14 @@ from connector.contracts.events import (
     WarehouseType,
     line_key,
 )
-from connector.errors import DependencyError, LedgerBehind, LedgerLost
+from connector.errors import ConnectorError, DependencyError, LedgerBehind, LedgerLost
 from connector.keys import Keys
 from connector.ledger.outcomes import Effect, EventOutcome, LineOutcome, SkuStock, TaobaoView
-from connector.ledger.positions import Marker, PartitionKey, field_of, partition_of
+from connector.ledger.positions import REBUILDING, Marker, PartitionKey, field_of, partition_of
 from connector.ledger.stock import movement_delta
 from connector.redis_client import AsyncRedis
 
-__all__ = ["Application", "Ledger"]
+__all__ = ["Application", "Ledger", "LedgerExists"]
 
 # How far ahead of retries a change is put in the pending set (see the module docstring):
 # far more than any retry delay or clock difference between replicas.
@@ -106,11 +108,20 @@ _APPLY_LUA = resources.files(__package__).joinpath("ledger_apply.lua").read_text
 _CONFIRM_LUA = resources.files(__package__).joinpath("ledger_confirm.lua").read_text("utf-8")
 _RESCHEDULE_LUA = resources.files(__package__).joinpath("ledger_reschedule.lua").read_text("utf-8")
 _TAOBAO_LUA = resources.files(__package__).joinpath("ledger_taobao.lua").read_text("utf-8")
+# Positions moved up, never down: KEYS[1] the marker, ARGV field, offset, field, offset...
+_RAISE_LUA: Final = """
+for i = 1, #ARGV, 2 do
+  local stored = tonumber(redis.call('HGET', KEYS[1], ARGV[i])) or -1
+  if tonumber(ARGV[i + 1]) > stored then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+"""
 _REPLY_WIDTH = 8  # values per line in ledger_apply.lua's reply
 _LOST: Final = (
     "the ledger's marker is missing from Redis (wiped, restored from before the ledger "
     "existed, or REDIS_URL names another server): restore the Redis backup or rebuild the "
-    "ledger (README: Redis faults)"
+    "ledger with `taobao-connector ledger rebuild` (README: Redis faults)"
 )
 # Order lines per ledger_apply.lua call: bounds one call's time inside Redis (a few ms) and
 # the values it unpacks; an event is never split (an order has at most 1,000 lines).
@@ -239,6 +250,7 @@ class Ledger:
         self._confirm = redis.register_script(_CONFIRM_LUA)
         self._reschedule = redis.register_script(_RESCHEDULE_LUA)
         self._taobao = redis.register_script(_TAOBAO_LUA)
+        self._raise = redis.register_script(_RAISE_LUA)
 
     # ------------------------------------------------------------- applying events
 
@@ -412,12 +424,18 @@ class Ledger:
     async def marker(self, partitions: Iterable[PartitionKey] = ()) -> Marker:
         """The ledger's marker and the positions it records for ``partitions``."""
         wanted = list(dict.fromkeys(partitions))
+        names = [field_of(p) for p in wanted] + [field_of(p, "r") for p in wanted]
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(self._keys.marker, ["id", *(field_of(p) for p in wanted)])
+            pipe.hmget(self._keys.marker, ["id", *names])
             pipe.exists(self._keys.sku_index)
             (ledger_id, *offsets), has_data = await self._guard(pipe.execute())
-        positions = {p: int(o) for p, o in zip(wanted, offsets, strict=True) if o is not None}
-        return Marker(None if ledger_id is None else _text(ledger_id), positions, bool(has_data))
+        applied, reported = offsets[: len(wanted)], offsets[len(wanted) :]
+        return Marker(
+            None if ledger_id is None else _text(ledger_id),
+            {p: int(o) for p, o in zip(wanted, applied, strict=True) if o is not None},
+            {p: int(o) for p, o in zip(wanted, reported, strict=True) if o is not None},
+            bool(has_data),
+        )
 
     async def create_marker(self, positions: Mapping[PartitionKey, int] | None = None) -> str:
         """Create the marker unless it exists (another replica may be creating it at the
@@ -433,6 +451,48 @@ class Ledger:
             pipe.hget(key, "id")
             *_, ledger_id = await self._guard(pipe.execute())
         return _text(ledger_id)
+
+    async def begin_rebuild(self) -> str:
+        """Mark the ledger as being rebuilt (connectors wait; this object may apply);
+        raises ``LedgerExists`` if a marker is there already. Returns the rebuild's id."""
+        rebuild_id = f"{REBUILDING}{self._clock_ms():x}.{uuid.uuid4().hex[:10]}"
+        key = self._keys.marker
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, "id", rebuild_id)
+            pipe.hget(key, "id")
+            _, found = await self._guard(pipe.execute())
+        if _text(found) != rebuild_id:
+            raise LedgerExists(f"the ledger is there (marker id {_text(found)})")
+        return rebuild_id
+
+    async def finish_rebuild(self, rebuild_id: str, positions: Mapping[PartitionKey, int]) -> str:
+        """Record ``positions`` (never lowering one) and make the ledger ready: connectors
+        waiting on ``LEDGER_LOST`` go on. Returns the ledger's new id."""
+        ledger_id = f"{self._clock_ms():x}.{uuid.uuid4().hex[:10]}"
+        key = self._keys.marker
+        stored = await self.marker()
+        if stored.ledger_id != rebuild_id:
+            raise LedgerExists(f"the marker changed during the rebuild (now {stored.ledger_id})")
+        await self.raise_positions(positions)
+        fields: list[str | int] = ["id", ledger_id, "created_ms", self._clock_ms(), "layout", 1]
+        await self._guard(self._redis.hset(key, items=fields))
+        return ledger_id
+
+    async def raise_positions(
+        self, positions: Mapping[PartitionKey, int], *, kind: str = "p"
+    ) -> None:
+        """Move these positions up (never down), atomically per call."""
+        if not positions:
+            return
+        args: list[str | int] = []
+        for partition, offset in positions.items():
+            args += [field_of(partition, kind), offset]
+        await self._guard(self._raise(keys=[self._keys.marker], args=args))
+
+    async def record_reported(self, positions: Mapping[PartitionKey, int]) -> None:
+        """The outputs of every message up to these offsets were produced (after a batch's
+        acknowledgement): where a partition with no committed offset resumes."""
+        await self.raise_positions(positions, kind="r")
 
     def know(self, positions: Mapping[PartitionKey, int]) -> None:
         """Take these as the positions the ledger holds (read at an assignment or after a
@@ -545,6 +605,10 @@ class Ledger:
         times = [int(s) for _, s in since]
         times += [int(s) + CHANGE_AHEAD_MS for _, s in first]
         return min(times) if times else None
+
+
+class LedgerExists(ConnectorError):
+    """A rebuild found a ledger marker: it replaces only a lost ledger."""
 
 
 def _script_error(reply: Exception) -> Exception:

@@ -18,8 +18,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 __all__ = [
+    "REBUILDING",
     "Marker",
     "Opening",
     "PartitionKey",
@@ -27,39 +29,52 @@ __all__ = [
     "field_of",
     "opening",
     "partition_of",
+    "resumes",
     "rewinds",
 ]
 
 PartitionKey = tuple[str, int]
+# The id a marker carries while ``taobao-connector ledger rebuild`` replays the topics: the
+# ledger exists (the rebuild applies to it) but is not ready for connectors.
+REBUILDING: Final = "rebuilding:"
 
 
-def field_of(partition: PartitionKey) -> str:
-    """The marker hash's field for a partition's position (topic names hold no colon)."""
+def field_of(partition: PartitionKey, kind: str = "p") -> str:
+    """The marker hash's field for a partition's position (``p``: applied; ``r``: its
+    outputs produced); topic names hold no colon."""
     topic, number = partition
-    return f"p:{topic}:{number}"
+    return f"{kind}:{topic}:{number}"
 
 
 def partition_of(name: str) -> PartitionKey:
     """The inverse of ``field_of``."""
-    topic, number = name.removeprefix("p:").rsplit(":", 1)
+    topic, number = name.split(":", 1)[1].rsplit(":", 1)
     return topic, int(number)
 
 
 @dataclass(frozen=True, slots=True)
 class Marker:
     """What Redis holds of the ledger's identity: its id (``None``: no marker), the last
-    offset applied of each partition asked about, and whether ledger data exists."""
+    offset applied of each partition asked about, the last one whose outputs were
+    produced, and whether ledger data exists."""
 
     ledger_id: str | None
     positions: dict[PartitionKey, int] = field(default_factory=dict)
+    reported: dict[PartitionKey, int] = field(default_factory=dict)
     # The SKU index exists: a ledger written by a version before markers.
     has_data: bool = False
+
+    @property
+    def ready(self) -> bool:
+        """There is a ledger and no rebuild is writing it."""
+        return self.ledger_id is not None and not self.ledger_id.startswith(REBUILDING)
 
 
 class Opening(enum.Enum):
     """What a starting connector does with the ledger it finds."""
 
     OPEN = "open"  # the marker is there: go on (each partition is checked on assignment)
+    REBUILDING = "rebuilding"  # a rebuild is writing the ledger: wait for it
     NEW = "new"  # nothing anywhere: a first start, create the marker
     ADOPT = "adopt"  # data without a marker: an earlier version's ledger, take Kafka's word
     LOST = "lost"  # Kafka has committed offsets, Redis has no ledger: stop
@@ -70,7 +85,7 @@ def opening(marker: Marker, committed: Mapping[PartitionKey, int]) -> Opening:
     offsets first, so that a replica that finds none and then no marker cannot be racing
     one that created the marker and committed since (it creates the marker first)."""
     if marker.ledger_id is not None:
-        return Opening.OPEN
+        return Opening.OPEN if marker.ready else Opening.REBUILDING
     if not committed:
         return Opening.NEW
     if marker.has_data:
@@ -94,6 +109,23 @@ def rewinds(
         if applied + 1 < next_offset:
             out[partition] = applied + 1
     return out
+
+
+def resumes(
+    reported: Mapping[PartitionKey, int],
+    committed: Mapping[PartitionKey, int],
+    partitions: Iterable[PartitionKey],
+) -> dict[PartitionKey, int]:
+    """Where to read each partition from that has no committed offset but whose outputs
+    the ledger knows were produced up to some offset (the group's offsets expired, or were
+    deleted): after that offset, not from the earliest retained one, which could reach
+    past the de-dup TTL. (Not after the applied position: the outputs of what was applied
+    after the last produced batch may never have gone out, and are reported on replay.)"""
+    return {
+        partition: reported[partition] + 1
+        for partition in partitions
+        if partition not in committed and partition in reported
+    }
 
 
 def behind(

@@ -25,7 +25,13 @@ from opentelemetry.trace import Tracer
 
 from connector.contracts.codec import AvroCodec
 from connector.ingest.loop import IngestLoop
-from connector.kafka import EventConsumer, EventProducer, check_broker, check_topics
+from connector.kafka import (
+    EventConsumer,
+    EventProducer,
+    PartitionReader,
+    check_broker,
+    check_topics,
+)
 from connector.keys import Keys
 from connector.ledger.guard import LedgerGuard
 from connector.ledger.ledger import Ledger
@@ -60,6 +66,7 @@ class Connector:
     ingest: IngestLoop
     projection_loop: ProjectionLoop
     guard: LedgerGuard  # both loops stop while the ledger is lost
+    offsets: PartitionReader  # the group's committed offsets, read outside the group
 
     @classmethod
     async def start(
@@ -82,7 +89,10 @@ class Connector:
             wait_for_dependency, startup=startup, deadline=deadline, stop=stop or asyncio.Event()
         )
         await waiting("the broker", lambda: asyncio.to_thread(check_broker, settings.kafka))
-        await asyncio.to_thread(check_topics, settings.kafka)
+        # (A missing topic is a ConfigError, raised at once; only an unreachable broker waits.)
+        await waiting(
+            "the broker's topics", lambda: asyncio.to_thread(check_topics, settings.kafka)
+        )
         redis = await waiting("Redis", lambda: connect_redis(settings.redis))
         try:
             return await cls._assemble(settings, redis, tracer, meter_provider, waiting)
@@ -138,9 +148,11 @@ class Connector:
         guard = LedgerGuard()
         metrics.observe_ledger(lambda: guard.lost)
         # Each partition is held until the ledger's position for it is checked.
-        consumer = EventConsumer(
-            kafka, [kafka.orders_topic, kafka.warehouse_topic], hold_assigned=True
-        )
+        inputs = [kafka.orders_topic, kafka.warehouse_topic]
+        consumer = EventConsumer(kafka, inputs, hold_assigned=True)
+        # The committed offsets the ledger's positions are compared with, read outside the
+        # group: the member itself answers only once its join is done.
+        offsets = PartitionReader(kafka, inputs)
         # One producer per loop: EventProducer.send waits for everything queued on it.
         producer, push_producer = EventProducer(kafka), EventProducer(kafka)
         projection_loop = ProjectionLoop(
@@ -167,6 +179,7 @@ class Connector:
             tracer=tracer,
             metrics=metrics,
             guard=guard,
+            offsets=offsets,
         )
         await waiting("the Taobao session in Redis", client.prepare)
         return cls(
@@ -182,6 +195,7 @@ class Connector:
             ingest,
             projection_loop,
             guard,
+            offsets,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -198,9 +212,9 @@ class Connector:
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self.consumer.close)
-        for producer in (self.producer, self.push_producer):
+        for client in (self.producer, self.push_producer, self.offsets):
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(producer.close)
+                await asyncio.to_thread(client.close)
         await self.http.aclose()
         await self.redis.aclose()
 

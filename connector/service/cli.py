@@ -61,6 +61,24 @@ def _parser() -> argparse.ArgumentParser:
         "check",
         help="check the configuration, the broker, Redis, the Taobao credentials and session",
     )
+    ledger = commands.add_parser("ledger", help="operator tools for the ledger in Redis")
+    tools = ledger.add_subparsers(dest="tool", required=True, metavar="TOOL")
+    rebuild = tools.add_parser(
+        "rebuild",
+        help="rebuild a lost ledger (LEDGER_LOST) by replaying the input topics up to the "
+        "group's committed offsets",
+    )
+    rebuild.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read and report what would be applied; write nothing",
+    )
+    accept = tools.add_parser(
+        "accept-offsets",
+        help="after moving the group's offsets forward on purpose: move the ledger's "
+        "positions up to them, so the skipped input is not read again",
+    )
+    accept.add_argument("--dry-run", action="store_true", help="print what would move")
     commands.add_parser(
         "sandbox",
         help="run the local Taobao Open Platform sandbox gateway (see 'sandbox --help')",
@@ -135,4 +153,12 @@ def _dispatch(args: argparse.Namespace, secrets: list[str]) -> int:
         from connector.service.check import run_check
 
         return asyncio.run(run_check(settings))
+    if command == "ledger" and args.tool == "rebuild":
+        from connector.service.rebuild import run_rebuild
+
+        return asyncio.run(run_rebuild(settings, dry_run=args.dry_run))
+    if command == "ledger":
+        from connector.service.accept_offsets import run_accept_offsets
+
+        return asyncio.run(run_accept_offsets(settings, dry_run=args.dry_run))
     raise AssertionError(command)

@@ -7,9 +7,10 @@ and every replica honours until it expires. A caller reserves a slot and then sl
 it; the wait is returned so that it can be shown as a metric and a span attribute.
 
 Losing Redis's copy (a wipe, a failover to an empty replica) never lets more calls out:
-each replica also remembers the bans it has seen, and a replica that has reserved before
-and finds the budget's epoch key gone grants no call for as long as a reservation can
-reach ahead (the calls other replicas had reserved are unknown), then the configured rate.
+each replica also remembers the bans it has seen, and a replica that has called before and
+finds the budget's epoch key gone grants no call for as long as a reservation can reach
+ahead plus a burst (the calls other replicas had reserved are unknown), then the
+configured rate.
 """
 
 from __future__ import annotations
@@ -83,9 +84,12 @@ class RedisCallBudget:
         app_key: str,
         policy: BudgetPolicy,
         *,
+        reach_s: float = 30.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``reach_s``: how far ahead any replica's reservation may reach (the longest a
+        call waits for its slot: ``TAOBAO_DEADLINE_S``)."""
         self._redis = redis
         self._keys = keys
         self._app_key = app_key
@@ -93,8 +97,8 @@ class RedisCallBudget:
         self._sleep = sleep
         self._script = redis.register_script(_ACQUIRE_LUA)
         self._clock = clock
-        # The longest a reservation of ours could reach ahead (0: we never reserved).
-        self._reach_ms = 0.0
+        self._reach_ms = reach_s * 1000.0
+        self._called = False  # once true, a missing epoch key means the state was lost
         # A ban this process has seen (monotonic end), in case Redis loses it.
         self._ban_until = 0.0
 
@@ -122,7 +126,10 @@ class RedisCallBudget:
         buckets = self._policy.buckets(method)
         app = self._app_key
         keys = [self._keys.call_ban(app), self._keys.call_budget_epoch(app)]
-        args: list[float] = [max_wait_s * 1000.0, self._reach_ms]
+        args: list[float] = [max_wait_s * 1000.0, self._reach_ms if self._called else 0.0]
+        # From now on the epoch exists (this call creates it if need be): if it is missing
+        # at a later call, the budget's state was lost under us.
+        self._called = True
         for bucket_method, interval_ms, burst in buckets:
             keys.append(self._keys.call_budget(self._app_key, bucket_method))
             args.extend((interval_ms, burst))
@@ -130,9 +137,7 @@ class RedisCallBudget:
             status, wait_ms = await self._script(keys=keys, args=args)
         except RedisError as exc:
             raise DependencyError(f"Redis unreachable for the Taobao call budget: {exc}") from exc
-        if int(status) == 0:
-            self._reach_ms = max(self._reach_ms, max_wait_s * 1000.0)
-        elif int(status) == 1:
+        if int(status) == 1:
             self._remember_ban(float(wait_ms) / 1000.0)
         return int(status), float(wait_ms)
 

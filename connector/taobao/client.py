@@ -268,7 +268,9 @@ class TopClient:
             app_key=settings.app_key,
             app_secret=settings.app_secret,
             tokens=tokens,
-            budget=RedisCallBudget(redis, keys, settings.app_key, policy),
+            budget=RedisCallBudget(
+                redis, keys, settings.app_key, policy, reach_s=settings.deadline_s
+            ),
             retry=RetryPolicy(
                 max_attempts=settings.max_attempts,
                 base_s=settings.backoff_base_s,

@@ -123,3 +123,19 @@ async def test_only_the_last_chunk_of_a_call_records_the_positions(
     )
     # ARGV head: ..., companions, positions, write_positions, events (ledger_apply.lua).
     assert [json.loads(c.call.arg)[9] for c in chunks] == [0, 0, 1]
+
+
+async def test_reported_positions_are_kept_apart_from_applied_ones(ledger: Ledger) -> None:
+    await ledger.create_marker()
+    await ledger.apply_viewing([], positions={P0: 9})
+    await ledger.record_reported({P0: 4})
+    marker = await ledger.marker([P0])
+    assert (marker.positions, marker.reported) == ({P0: 9}, {P0: 4})
+
+
+async def test_positions_are_only_ever_raised(ledger: Ledger) -> None:
+    await ledger.create_marker({P0: 5})
+    await ledger.raise_positions({P0: 4, P1: 2})
+    assert (await ledger.marker([P0, P1])).positions == {P0: 5, P1: 2}
+    await ledger.raise_positions({P0: 8})
+    assert (await ledger.marker([P0])).positions == {P0: 8}

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import redis as sync_redis
 
 from connector.sandbox.server import SandboxServer
 from connector.settings import KafkaSettings
@@ -163,3 +164,22 @@ def test_unknown_arguments_are_usage_errors() -> None:
 
     assert result.returncode == 2
     assert "--bogus" in result.stderr
+
+
+def test_a_rebuild_over_a_ledger_that_is_there_changes_nothing(
+    sandbox: SandboxServer, redis_url: str, kafka_settings: KafkaSettings
+) -> None:
+    env = sandbox_env(sandbox, redis_url, kafka_settings.bootstrap_servers)
+    env = {**env, **topic_env(kafka_settings), "REDIS_KEY_PREFIX": "cli-rebuild"}
+    client = sync_redis.Redis.from_url(redis_url)
+    client.hset("{cli-rebuild}:ledger", "id", "live")
+    try:
+        result = run_cli("ledger", "rebuild", "--dry-run", env=env)
+    finally:
+        client.delete("{cli-rebuild}:ledger")
+        client.close()
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "taobao-connector: the ledger is there (marker id live): a rebuild replaces only a "
+        "lost ledger (LEDGER_LOST); nothing was changed"
+    ]

@@ -157,7 +157,7 @@ async def test_a_wiped_budget_grants_nothing_until_the_earlier_reservations_are_
         slept.append(seconds)
 
     policy = BudgetPolicy(qps=10)
-    replica = RedisCallBudget(redis, keys, "app", policy, sleep=sleep)
+    replica = RedisCallBudget(redis, keys, "app", policy, sleep=sleep, reach_s=2.0)
     for _ in range(5):  # reservations reaching up to 0.4 s ahead
         await replica.acquire("taobao.item.quantity.update", max_wait_s=2.0)
     assert max(slept) == pytest.approx(0.4, abs=0.05)
@@ -165,13 +165,13 @@ async def test_a_wiped_budget_grants_nothing_until_the_earlier_reservations_are_
     await _wipe(redis, keys)
     slept.clear()
     # Calls other replicas reserved before the wipe are unknown: nothing for as long as a
-    # reservation can reach (2 s here), then the configured rate.
+    # reservation can reach (reach_s) and a burst's span (0.1 s), then the configured rate.
     await replica.acquire("taobao.item.quantity.update", max_wait_s=3.0)
-    assert slept[-1] == pytest.approx(2.0, abs=0.05)
-    # A replica that never reserved keeps to the same floor: it is in Redis.
-    other = RedisCallBudget(redis, keys, "app", policy, sleep=sleep)
-    await other.acquire("taobao.item.quantity.update", max_wait_s=3.0)
     assert slept[-1] == pytest.approx(2.1, abs=0.05)
+    # A replica that never called keeps to the same floor: it is in Redis.
+    other = RedisCallBudget(redis, keys, "app", policy, sleep=sleep, reach_s=2.0)
+    await other.acquire("taobao.item.quantity.update", max_wait_s=3.0)
+    assert slept[-1] == pytest.approx(2.2, abs=0.05)
     with pytest.raises(TaobaoCallLimited):
         await other.acquire("taobao.item.quantity.update", max_wait_s=1.0)
 
@@ -185,6 +185,28 @@ async def test_a_first_reservation_ever_is_not_held_back(redis: Redis, keys: Key
     budget = RedisCallBudget(redis, keys, "app", BudgetPolicy(qps=10), sleep=sleep)
     assert await budget.acquire("m", max_wait_s=30.0) == 0.0
     assert slept == []
+
+
+async def test_a_replica_that_only_ever_waited_still_holds_back_after_a_wipe(
+    redis: Redis, keys: Keys
+) -> None:
+    """It called (and was told to wait) before: the epoch it saw is gone, so it is a wipe,
+    not a first start, whichever replica calls first afterwards."""
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    policy = BudgetPolicy(qps=10)
+    busy = RedisCallBudget(redis, keys, "app", policy, sleep=sleep)
+    for _ in range(3):
+        await busy.acquire("m", max_wait_s=1.0)
+    waiter = RedisCallBudget(redis, keys, "app", policy, sleep=sleep)
+    with pytest.raises(TaobaoCallLimited):
+        await waiter.acquire("m", max_wait_s=0.0)  # over budget: nothing reserved
+    await _wipe(redis, keys)
+    with pytest.raises(TaobaoCallLimited):
+        await waiter.acquire("m", max_wait_s=0.5)
 
 
 async def test_a_ban_seen_holds_when_redis_loses_it(redis: Redis, keys: Keys) -> None:

@@ -148,7 +148,9 @@ def environment(docs: list[dict[str, Any]]) -> dict[str, str]:
     secrets = [d for d in docs if d["kind"] == "Secret"]
     for secret in secrets:
         env.update({k: base64.b64decode(v).decode() for k, v in secret["data"].items()})
-    env.update({e["name"]: e["value"] for e in container(docs).get("env", [])})
+    for entry in container(docs).get("env", []):
+        source = entry.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+        env[entry["name"]] = entry["value"] if source is None else f"<{source}>"
     return env
 
 
@@ -376,6 +378,8 @@ def test_settings_from_rendered_configuration_are_accepted(chart: Any) -> None:
     assert settings.kafka.sasl_password is not None
     assert settings.kafka.sasl_password.get_secret_value() == "sasl-password"
     assert settings.runtime.shutdown_timeout_s == 40
+    assert settings.runtime.startup_timeout_s == 600
+    assert settings.kafka.group_instance_id == "<metadata.name>"  # the pod's name
     assert settings.runtime.log_level == "WARNING"
     # The projection loop's settings.
     assert settings.kafka.pushes_topic == "shop-1.stock-sync-pushes"
@@ -390,7 +394,7 @@ def test_settings_from_rendered_configuration_are_accepted(chart: Any) -> None:
     dumped = settings.model_dump()
     for group in ("taobao", "redis", "kafka", "sync"):
         for key in ALL_FEATURES[group]:
-            if key == "tls":
+            if key in {"tls", "staticMembership"}:  # chart-only (see above)
                 continue
             field = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
             assert field in dumped[group], f"{group}.{key} is not a setting"
@@ -434,7 +438,9 @@ def test_values_keys_name_real_settings(chart: Any) -> None:
     prefixes["connector"] = "CONNECTOR_"
     for group, prefix in prefixes.items():
         for key in defaults[group]:
-            if key == "tls":  # chart-only: mounts a CA, sets KAFKA_SSL_CA_LOCATION
+            # Chart-only: tls mounts a CA (sets KAFKA_SSL_CA_LOCATION); staticMembership
+            # sets KAFKA_GROUP_INSTANCE_ID from the pod's name.
+            if key in {"tls", "staticMembership"}:
                 continue
             name = prefix + re.sub(r"(?<!^)(?=[A-Z])", "_", key).upper()
             assert name in SETTING_NAMES, f"{group}.{key} -> {name} is not a setting"
@@ -443,6 +449,14 @@ def test_values_keys_name_real_settings(chart: Any) -> None:
             continue
         name = re.sub(r"(?<!^)(?=[A-Z])", "_", key).upper()
         assert name in SECRET_KEYS, f"secrets.{key} -> {name}"
+
+
+def test_static_membership_names_each_member_after_its_pod(chart: Any) -> None:
+    assert "KAFKA_GROUP_INSTANCE_ID" not in environment(manifests(chart, REQUIRED))
+    proxy = {"name": "HTTPS_PROXY", "value": "http://proxy.example.com:3128"}
+    env = environment(manifests(chart, merge(ALL_FEATURES, {"extraEnv": [proxy]})))
+    assert env["KAFKA_GROUP_INSTANCE_ID"] == "<metadata.name>"
+    assert env["HTTPS_PROXY"] == proxy["value"]  # extraEnv still rendered beside it
 
 
 def test_unset_settings_are_left_to_the_connector(chart: Any) -> None:

@@ -28,7 +28,7 @@ class FakeConsumer:
         self.held = set(assigned)
         self.offsets = committed
         self.seeks: list[dict[PartitionKey, int]] = []
-        self.paused = False
+        self.is_paused = False
 
     def assignment(self) -> list[PartitionKey]:
         return sorted(self.assigned)
@@ -42,10 +42,13 @@ class FakeConsumer:
         wanted = self.assigned if partitions is None else partitions
         return {p: o for p, o in self.offsets.items() if p in wanted}
 
-    def release(self, partitions: Sequence[PartitionKey], seek: dict[PartitionKey, int]) -> None:
+    def release(
+        self, partitions: Sequence[PartitionKey], seek: dict[PartitionKey, int]
+    ) -> list[PartitionKey]:
         self.held.difference_update(partitions)
         if seek:
             self.seeks.append(seek)
+        return []
 
     def hold(self, partitions: Sequence[PartitionKey]) -> None:
         self.held.update(partitions)
@@ -54,10 +57,13 @@ class FakeConsumer:
         self.seeks.append(offsets)
 
     def pause_all(self) -> None:
-        self.paused = True
+        self.is_paused = True
 
     def resume_all(self) -> None:
-        self.paused = False
+        self.is_paused = False
+
+    def paused(self) -> bool:
+        return self.is_paused
 
     def poll_batch(self, max_events: int, timeout_s: float) -> list[Inbound]:
         return []
@@ -66,13 +72,15 @@ class FakeConsumer:
 class FakeLedger:
     def __init__(self, ledger_id: str | None, positions: dict[PartitionKey, int], data: bool):
         self.ledger_id, self.positions, self.data = ledger_id, positions, data
+        self.reported: dict[PartitionKey, int] = {}
         self.created: list[dict[PartitionKey, int]] = []
         self.known_positions: dict[PartitionKey, int] = {}
 
     async def marker(self, partitions: Iterable[PartitionKey] = ()) -> Marker:
         wanted = set(partitions)
         found = {p: o for p, o in self.positions.items() if p in wanted}
-        return Marker(self.ledger_id, found, self.data)
+        reported = {p: o for p, o in self.reported.items() if p in wanted}
+        return Marker(self.ledger_id, found, reported, self.data)
 
     async def create_marker(self, positions: Mapping[PartitionKey, int] | None = None) -> str:
         self.created.append(dict(positions or {}))
@@ -101,6 +109,7 @@ class Rig:
         self.alerts: list[StockAlert] = []
         self.align = Alignment(
             consumer=self.consumer,  # type: ignore[arg-type]
+            offsets=self.consumer,
             ledger=self.ledger,  # type: ignore[arg-type]
             guard=self.guard,
             retrying=self._retrying,
@@ -142,7 +151,7 @@ async def test_committed_offsets_and_no_ledger_stop_everything_loudly(
 ) -> None:
     rig = Rig(ledger_id=None, committed={P0: 10})
     await rig.align.open()
-    assert rig.guard.lost and rig.consumer.paused
+    assert rig.guard.lost and rig.consumer.is_paused
     assert rig.ledger.created == []  # never an empty ledger taken for the real one
     assert rig.kinds() == [AlertKind.LEDGER_LOST]
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
@@ -159,6 +168,18 @@ async def test_an_assigned_partition_the_ledger_is_behind_on_is_read_again() -> 
     assert rig.ledger.known_positions == {P0: 41, P1: 99}
     assert rig.kinds() == [AlertKind.LEDGER_BEHIND]
     assert "orders[0]" in rig.alerts[0].details
+
+
+async def test_a_partition_with_no_committed_offset_starts_after_its_reported_outputs() -> None:
+    # The group's offsets expired: reading from the earliest retained offset could reach
+    # past the de-dup TTL and apply old events twice.
+    rig = Rig(positions={P0: 41}, committed={})
+    rig.ledger.reported = {P0: 30}
+    await rig.align.verify_assigned()
+    # After what was reported, not after what was applied: 31..41 may never have had their
+    # results produced (a crash before the first commit), and are reported on replay.
+    assert rig.consumer.seeks == [{P0: 31}]
+    assert rig.alerts == []
 
 
 async def test_an_assigned_partition_the_ledger_is_level_with_starts_where_committed() -> None:
@@ -191,7 +212,8 @@ async def test_the_periodic_check_finds_positions_that_went_back(
 ) -> None:
     monkeypatch.setattr(alignment, "POSITION_CHECK_S", 0.0)
     rig = Rig(positions={P0: 30})
-    rig.ledger.know({P0: 50})
+    rig.consumer.held.clear()  # both released: being read
+    rig.ledger.know({P0: 50, ("orders", 9): 70})  # (partition 9 went to another replica)
     await rig.align.check()
     assert rig.consumer.seeks == [{P0: 31}]
     rig.ledger.ledger_id = None
@@ -213,8 +235,20 @@ async def test_when_the_marker_is_back_every_partition_is_checked_again(
 
     rig.ledger.ledger_id = "restored"
     await rig.align.wait_restored(stop)
-    assert not rig.guard.lost and not rig.consumer.paused
-    assert rig.consumer.held == {P0, P1}  # verify_assigned decides where each one starts
+    assert not rig.guard.lost and not rig.consumer.is_paused
+    # Every partition was checked again (and released) before the guard let go.
+    assert rig.consumer.held == set()
+    assert rig.consumer.seeks == [{P0: 0}]  # (the marker came back holding none of P0)
+
+
+async def test_a_ledger_the_projection_found_lost_pauses_ingest_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(alignment, "LOST_CHECK_S", 0.0)
+    rig = Rig(ledger_id=None)
+    rig.guard.lose("found by the projection", now_ms=1)
+    await rig.align.wait_restored(asyncio.Event())
+    assert rig.consumer.is_paused
 
 
 async def test_stop_ends_the_wait_for_the_ledger() -> None:

@@ -103,6 +103,7 @@ class FakeLedger:
         self.companions: list[list[str]] = []  # per call: the ids it was given
         self.reported: list[str] = []  # the event ids of the attempts marked
         self.positions: list[dict[tuple[str, int], int]] = []  # per call
+        self.reported_positions: list[dict[tuple[str, int], int]] = []  # per batch
 
     async def apply_viewing(
         self,
@@ -126,6 +127,9 @@ class FakeLedger:
         # Taobao confirmed version 1 (quantity 5): where it stood when the ledger applied.
         outcomes = [EventOutcome(e.event_id, (line,)) for e in events]
         return Application(outcomes, {"A": TaobaoView(1, "SYNCED", 5)}, attempt)
+
+    async def record_reported(self, positions: Mapping[tuple[str, int], int]) -> None:
+        self.reported_positions.append(dict(positions))
 
     async def mark_reported(self, attempt: str) -> None:
         self.journal.step("ledger.mark_reported")
@@ -190,6 +194,9 @@ async def test_the_steps_run_in_order_and_never_wait_for_taobao() -> None:
     ]
     assert rig.consumer.committed == [0, 1]
     assert rig.ledger.reported == ["e1", "e2"]
+    # Where the ledger's positions and its outputs stand, with the effects and after them.
+    assert rig.ledger.positions == [{(KAFKA.orders_topic, 0): 1}]
+    assert rig.ledger.reported_positions == [{(KAFKA.orders_topic, 0): 1}]
     assert list(rig.changed[0]) == ["A"]
     assert len(rig.changed[0]["A"]) == 2  # both events' span contexts, for the push's links
     (first, _) = rig.results()

@@ -12,6 +12,7 @@ from connector.ledger.positions import (
     field_of,
     opening,
     partition_of,
+    resumes,
     rewinds,
 )
 
@@ -54,6 +55,12 @@ def test_nothing_committed_or_a_ledger_ahead_needs_no_rewind() -> None:
     assert rewinds({ORDERS0: 80}, {}, [ORDERS0]) == {}
 
 
+def test_without_a_committed_offset_a_partition_resumes_after_its_reported_outputs() -> None:
+    assert resumes({ORDERS0: 30}, {}, [ORDERS0, ORDERS1]) == {ORDERS0: 31}
+    assert resumes({ORDERS0: 30}, {ORDERS0: 10}, [ORDERS0]) == {}  # committed: Kafka's word
+    assert resumes({}, {}, [ORDERS0]) == {}  # never reported: the reset policy (earliest)
+
+
 def test_a_position_below_what_was_seen_is_behind() -> None:
     assert behind({ORDERS0: 40, ORDERS1: 9}, {ORDERS0: 50, ORDERS1: 9}) == {ORDERS0: 40}
     assert behind({}, {ORDERS0: 3}) == {ORDERS0: -1}
@@ -63,9 +70,10 @@ def test_a_position_below_what_was_seen_is_behind() -> None:
 @given(
     topic=st.from_regex(r"[a-zA-Z0-9._-]{1,40}", fullmatch=True),
     number=st.integers(0, 10_000),
+    kind=st.sampled_from(["p", "r"]),
 )
-def test_a_partitions_field_reads_back(topic: str, number: int) -> None:
-    assert partition_of(field_of((topic, number))) == (topic, number)
+def test_a_partitions_field_reads_back(topic: str, number: int, kind: str) -> None:
+    assert partition_of(field_of((topic, number), kind)) == (topic, number)
 
 
 @given(
