@@ -49,7 +49,7 @@ from connector.kafka.admin import check_broker, check_topics, ensure_topics
 from connector.kafka.config import Inbound, Outbound, PartitionsCallback, client_config
 from connector.kafka.consumer import EventConsumer
 from connector.kafka.producer import Delivery, EventProducer
-from connector.kafka.reader import PartitionReader
+from connector.kafka.reader import PartitionReader, ReadReport
 
 __all__ = [
     "Delivery",
@@ -59,6 +59,7 @@ __all__ = [
     "Outbound",
     "PartitionReader",
     "PartitionsCallback",
+    "ReadReport",
     "check_broker",
     "check_topics",
     "client_config",

@@ -117,6 +117,17 @@ for i = 1, #ARGV, 2 do
   end
 end
 """
+# A rebuild claims the marker: KEYS[1] the marker, ARGV[1] the rebuild's id, ARGV[2] the id
+# of an earlier rebuild it takes over ("": none). Returns the id the marker then holds.
+_CLAIM_LUA: Final = """
+local found = redis.call('HGET', KEYS[1], 'id')
+if found and found ~= ARGV[2] then
+  return found
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'id', ARGV[1])
+return ARGV[1]
+"""
 _REPLY_WIDTH = 8  # values per line in ledger_apply.lua's reply
 _LOST: Final = (
     "the ledger's marker is missing from Redis (wiped, restored from before the ledger "
@@ -200,10 +211,11 @@ class _ChunkBuilder:
         companions: Sequence[str],
         positions: list[list[Any]],
         write_positions: bool,
+        rebuild: str,
     ) -> None:
         k = self._keys
         head = [ttl_s, retention_ms, change_score, attempt, k.reported(""), k.seen(""), now_ms]
-        head += [list(companions), positions, int(write_positions)]
+        head += [list(companions), positions, int(write_positions), rebuild]
         arg = json.dumps([*head, self.events], ensure_ascii=False, separators=(",", ":"))
         self.call = _Call(self.key_list, arg)
 
@@ -251,6 +263,8 @@ class Ledger:
         self._reschedule = redis.register_script(_RESCHEDULE_LUA)
         self._taobao = redis.register_script(_TAOBAO_LUA)
         self._raise = redis.register_script(_RAISE_LUA)
+        self._claim = redis.register_script(_CLAIM_LUA)
+        self._rebuild_id: str | None = None  # set by begin_rebuild: this object rebuilds
 
     # ------------------------------------------------------------- applying events
 
@@ -348,6 +362,7 @@ class Ledger:
                 companions,
                 positions,
                 last,
+                self._rebuild_id or "",
             )
         return chunks
 
@@ -411,11 +426,11 @@ class Ledger:
         be zero and take items off sale, so a missing marker raises ``LedgerLost``."""
         wanted = list(dict.fromkeys(skus))
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.exists(self._keys.marker)
+            pipe.hget(self._keys.marker, "id")
             for sku in wanted:
                 pipe.hgetall(self._keys.sku(sku))
-            marker, *rows = await self._guard(pipe.execute())
-        if not marker:
+            ledger_id, *rows = await self._guard(pipe.execute())
+        if ledger_id is None or _text(ledger_id).startswith(REBUILDING):
             raise LedgerLost(_LOST)
         return {sku: _sku_stock(sku, row) for sku, row in zip(wanted, rows, strict=True)}
 
@@ -452,17 +467,19 @@ class Ledger:
             *_, ledger_id = await self._guard(pipe.execute())
         return _text(ledger_id)
 
-    async def begin_rebuild(self) -> str:
-        """Mark the ledger as being rebuilt (connectors wait; this object may apply);
-        raises ``LedgerExists`` if a marker is there already. Returns the rebuild's id."""
+    async def begin_rebuild(self, *, take_over: str | None = None) -> str:
+        """Mark the ledger as being rebuilt, its positions cleared (connectors wait; this
+        object may apply to it); ``take_over``: the id of an earlier rebuild that stopped
+        half way, replaced. Raises ``LedgerExists`` if another marker is there. Returns
+        the rebuild's id."""
         rebuild_id = f"{REBUILDING}{self._clock_ms():x}.{uuid.uuid4().hex[:10]}"
-        key = self._keys.marker
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(key, "id", rebuild_id)
-            pipe.hget(key, "id")
-            _, found = await self._guard(pipe.execute())
-        if _text(found) != rebuild_id:
-            raise LedgerExists(f"the ledger is there (marker id {_text(found)})")
+        claimed = await self._guard(
+            self._claim(keys=[self._keys.marker], args=[rebuild_id, take_over or ""])
+        )
+        if _text(claimed) != rebuild_id:
+            raise LedgerExists(f"the ledger is there (marker id {_text(claimed)})")
+        self._rebuild_id = rebuild_id
+        self._known.clear()
         return rebuild_id
 
     async def finish_rebuild(self, rebuild_id: str, positions: Mapping[PartitionKey, int]) -> str:
@@ -474,8 +491,12 @@ class Ledger:
         if stored.ledger_id != rebuild_id:
             raise LedgerExists(f"the marker changed during the rebuild (now {stored.ledger_id})")
         await self.raise_positions(positions)
+        # Everything up to there went out when it was first read: its outputs count as
+        # produced (a partition without a committed offset resumes after them).
+        await self.record_reported(positions)
         fields: list[str | int] = ["id", ledger_id, "created_ms", self._clock_ms(), "layout", 1]
         await self._guard(self._redis.hset(key, items=fields))
+        self._rebuild_id = None
         return ledger_id
 
     async def raise_positions(

@@ -16,7 +16,7 @@
 --           own.
 --
 -- ARGV[1]   JSON array: [dedupe_ttl_s, retention_ms, change_score, attempt, reported, seen,
---           now_ms, companions, positions, write_positions, events]
+--           now_ms, companions, positions, write_positions, rebuild, events]
 --   dedupe_ttl_s  TTL of the seen keys, and of an order hash once no line is reserved
 --                 (an open order's state lives as long as its reservation)
 --   retention_ms  how far (event time) a movement log reaches behind its newest entry
@@ -39,6 +39,8 @@
 --                 (-1: none); a stored position below it means Redis lost writes
 --   write_positions  1 in a call's last chunk: record the positions (never lowering one:
 --                 another replica may have applied further before a rebalance)
+--   rebuild       the id of the rebuild this call is part of, or "": a marker whose id
+--                 is another `rebuilding:` one is no ledger to apply to
 --   events        [[op, occurred_at_ms, event_id, order_key (0: none), lines], ...]
 --     op          created | cancelled | shipped | refunded | move | stocktake
 --     lines       [[sku, quantity, warehouse, dedupe_key, sku_key, seen_key, log_key], ...];
@@ -68,7 +70,7 @@
 -- stays short.
 
 local ttl, retention, change_score, attempt, reported_prefix, seen_prefix, now, companions,
-  positions, write_positions, events = unpack(cjson.decode(ARGV[1]))
+  positions, write_positions, rebuild, events = unpack(cjson.decode(ARGV[1]))
 local same_batch = {[attempt] = true}
 for _, id in ipairs(companions) do
   same_batch[id] = true
@@ -106,6 +108,9 @@ end
 local marker = redis.call('HMGET', KEYS[3], unpack(marker_fields))
 if not marker[1] then
   return redis.error_reply('LEDGER_LOST the ledger marker is missing')
+end
+if string.sub(marker[1], 1, 11) == 'rebuilding:' and marker[1] ~= rebuild then
+  return redis.error_reply('LEDGER_LOST a rebuild is writing the ledger')
 end
 local stored, behind = {}, {}
 for i, p in ipairs(positions) do

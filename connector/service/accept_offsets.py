@@ -55,7 +55,11 @@ async def run_accept_offsets(settings: Settings, *, dry_run: bool, out: TextIO =
                 file=out,
             )
         if not dry_run:
-            await ledger.raise_positions({p: committed[p] - 1 for p in ahead})
+            # Both: what the ledger holds, and how far the outputs are out (a partition
+            # whose committed offset expires later resumes after the latter).
+            skipped_to = {p: committed[p] - 1 for p in ahead}
+            await ledger.raise_positions(skipped_to)
+            await ledger.record_reported(skipped_to)
         return 0
     finally:
         await redis.aclose()

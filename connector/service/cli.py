@@ -73,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read and report what would be applied; write nothing",
     )
+    rebuild.add_argument(
+        "--restart",
+        action="store_true",
+        help="start again a rebuild that stopped half way (its marker says it is running)",
+    )
     accept = tools.add_parser(
         "accept-offsets",
         help="after moving the group's offsets forward on purpose: move the ledger's "
@@ -156,7 +161,7 @@ def _dispatch(args: argparse.Namespace, secrets: list[str]) -> int:
     if command == "ledger" and args.tool == "rebuild":
         from connector.service.rebuild import run_rebuild
 
-        return asyncio.run(run_rebuild(settings, dry_run=args.dry_run))
+        return asyncio.run(run_rebuild(settings, dry_run=args.dry_run, restart=args.restart))
     if command == "ledger":
         from connector.service.accept_offsets import run_accept_offsets
 

@@ -127,9 +127,6 @@ class RedisCallBudget:
         app = self._app_key
         keys = [self._keys.call_ban(app), self._keys.call_budget_epoch(app)]
         args: list[float] = [max_wait_s * 1000.0, self._reach_ms if self._called else 0.0]
-        # From now on the epoch exists (this call creates it if need be): if it is missing
-        # at a later call, the budget's state was lost under us.
-        self._called = True
         for bucket_method, interval_ms, burst in buckets:
             keys.append(self._keys.call_budget(self._app_key, bucket_method))
             args.extend((interval_ms, burst))
@@ -137,6 +134,9 @@ class RedisCallBudget:
             status, wait_ms = await self._script(keys=keys, args=args)
         except RedisError as exc:
             raise DependencyError(f"Redis unreachable for the Taobao call budget: {exc}") from exc
+        # From now on the epoch exists (the call created it if need be): if it is missing at
+        # a later call, the budget's state was lost under us.
+        self._called = True
         if int(status) == 1:
             self._remember_ban(float(wait_ms) / 1000.0)
         return int(status), float(wait_ms)

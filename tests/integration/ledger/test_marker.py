@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 
 from connector.errors import LedgerBehind, LedgerLost
 from connector.keys import Keys
-from connector.ledger.ledger import Ledger
+from connector.ledger.ledger import Ledger, LedgerExists
 from connector.ledger.positions import Marker
 from tests.unit.ledger.test_stock import RECV, W1, wh
 
@@ -131,6 +131,26 @@ async def test_reported_positions_are_kept_apart_from_applied_ones(ledger: Ledge
     await ledger.record_reported({P0: 4})
     marker = await ledger.marker([P0])
     assert (marker.positions, marker.reported) == ({P0: 9}, {P0: 4})
+
+
+async def test_while_a_rebuild_writes_the_ledger_only_its_own_calls_apply(
+    ledger: Ledger, redis: Redis, keys: Keys
+) -> None:
+    rebuilder = Ledger(redis, keys, dedupe_ttl_s=3600, default_warehouse=W1)
+    await rebuilder.begin_rebuild()
+    with pytest.raises(LedgerLost):  # a connector that has not noticed yet
+        await ledger.apply([wh(RECV, "A", 5, 1, eid="a1")])
+    with pytest.raises(LedgerLost):
+        await ledger.stock(["A"])
+    await rebuilder.apply_viewing([wh(RECV, "A", 5, 1, eid="a1")], positions={P0: 3})
+    with pytest.raises(LedgerExists):  # another rebuild, not taking this one over
+        await Ledger(redis, keys, dedupe_ttl_s=3600, default_warehouse=W1).begin_rebuild()
+
+    ready = await rebuilder.finish_rebuild((await ledger.marker()).ledger_id or "", {P0: 3, P1: 8})
+    marker = await ledger.marker([P0, P1])
+    assert marker.ledger_id == ready and marker.ready
+    assert marker.positions == marker.reported == {P0: 3, P1: 8}
+    assert (await ledger.stock(["A"]))["A"].available == 5
 
 
 async def test_positions_are_only_ever_raised(ledger: Ledger) -> None:

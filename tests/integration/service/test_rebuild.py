@@ -3,12 +3,14 @@ LEDGER_LOST, and ``ledger accept-offsets`` after an offset reset."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from redis.asyncio import Redis
 
+from connector.contracts.events import OrderType, StockEvent
 from connector.contracts.records import ResultStatus
 from connector.demo.embedded import EmbeddedRedis
 from connector.kafka import client_config
@@ -26,9 +28,30 @@ from tests.integration.service.test_redis_faults import (
     stock_writes,
 )
 from tests.integration.service.test_service import ready_is
-from tests.pipeline_harness import Harness, converged, count, wait_for
+from tests.pipeline_harness import Harness, converged, count, order, wait_for
 
 pytestmark = pytest.mark.integration
+
+
+def shipped_over(minutes: int) -> list[StockEvent]:
+    """Orders created and shipped a minute apart: their movement logs reach further back
+    than the de-dup TTL of these tests (60 s), so the logs are trimmed as they grow."""
+    events: list[StockEvent] = []
+    for i in range(minutes):
+        code = CODES[i % 3]
+        events.append(order(f"c{i}", f"s{i}", OrderType.CREATED, (code, 1), at=60_000 * i + 1))
+        events.append(order(f"h{i}", f"s{i}", OrderType.SHIPPED, (code, 1), at=60_000 * i + 2))
+    return events
+
+
+async def stock_of(redis_url: str, prefix: str) -> dict[str, tuple[int, int, int]]:
+    client = Redis.from_url(redis_url)
+    try:
+        ledger = Ledger(client, Keys(prefix), dedupe_ttl_s=60, default_warehouse="X")
+        stock = await ledger.stock(CODES)
+    finally:
+        await client.aclose()
+    return {c: (s.available, s.reserved, sum(s.on_hand.values())) for c, s in stock.items()}
 
 
 async def test_a_wiped_ledger_is_rebuilt_from_the_topics_and_the_connector_goes_on(
@@ -36,11 +59,16 @@ async def test_a_wiped_ledger_is_rebuilt_from_the_topics_and_the_connector_goes_
 ) -> None:
     with EmbeddedRedis() as server:
         harness = Harness(kafka_settings, sandbox, server.url)
-        settings = harness.settings()
-        before = [count(code, 40) for code in CODES] + orders(0, 60)
-        harness.produce(before)
-        async with running(harness) as (connector, base, _):
+        settings = harness.settings(dedupe_ttl_s=60)
+        # The stocktakes come first (live and replayed: the rebuild merges the topics by
+        # broker time), then shipments over 40 minutes of event time.
+        counts = [count(code, 100) for code in CODES]
+        harness.produce(counts)
+        before = counts + shipped_over(40) + orders(0, 30)
+        harness.produce(before[len(counts) :])
+        async with running(harness, settings) as (connector, base, _):
             await converged(harness, before, CODES)
+            live = await stock_of(server.url, harness.prefix)
             client = Redis.from_url(server.url)
             await client.flushall()
             await wait_for(lambda: connector.guard.lost, timeout_s=15, what="LEDGER_LOST")
@@ -59,6 +87,7 @@ async def test_a_wiped_ledger_is_rebuilt_from_the_topics_and_the_connector_goes_
             assert "is ready: connectors go on by themselves" in out.getvalue()
             assert f"{len(before)} events applied" in out.getvalue()
             await client.aclose()
+            assert await stock_of(server.url, harness.prefix) == live
 
             await ready_is(base, True, timeout_s=30)
             assert stock_writes(sandbox) == writes  # nothing was pushed while it was lost
@@ -73,6 +102,31 @@ async def test_a_wiped_ledger_is_rebuilt_from_the_topics_and_the_connector_goes_
 
             with pytest.raises(LedgerExists, match="replaces only a lost ledger"):
                 await run_rebuild(settings, dry_run=True, out=io.StringIO())
+
+
+async def test_a_rebuild_that_stopped_half_way_is_started_again_with_restart(
+    kafka_settings: KafkaSettings, sandbox: SandboxServer, redis_url: str
+) -> None:
+    harness = Harness(kafka_settings, sandbox, redis_url)
+    settings = harness.settings()
+    events = [count(code, 9) for code in CODES]
+    harness.produce(events)
+    async with running(harness) as _:
+        await harness.results(len(events), timeout_s=60, settle=False)
+        await asyncio.sleep(0.5)  # committed
+    client = Redis.from_url(redis_url)
+    marker = Keys(harness.prefix).marker
+    # What a rebuild killed half way leaves: its marker, and part of a ledger.
+    await client.delete(marker)
+    await client.hset(marker, "id", "rebuilding:killed")
+    try:
+        with pytest.raises(LedgerExists, match="--restart"):
+            await run_rebuild(settings, dry_run=False, out=io.StringIO())
+        assert await run_rebuild(settings, dry_run=False, restart=True, out=io.StringIO()) == 0
+        assert not (await client.hget(marker, "id") or b"").startswith(b"rebuilding:")
+        assert await stock_of(redis_url, harness.prefix) == {c: (9, 0, 9) for c in CODES}
+    finally:
+        await client.aclose()
 
 
 async def test_an_offset_reset_forward_is_accepted_by_moving_the_ledgers_positions(

@@ -30,7 +30,7 @@ from connector.ledger.stock import reference_apply
 from connector.sandbox.server import SandboxServer
 from connector.service.app import Connector
 from connector.service.health import HealthServer, Readiness
-from connector.settings import KafkaSettings
+from connector.settings import KafkaSettings, Settings
 from connector.telemetry import setup_metrics
 from tests.helpers import api_calls, set_faults
 from tests.integration.service.test_service import (
@@ -60,10 +60,12 @@ def stock_writes(sandbox: SandboxServer) -> int:
 
 
 @contextlib.asynccontextmanager
-async def running(harness: Harness) -> AsyncIterator[tuple[Connector, str, asyncio.Task[None]]]:
+async def running(
+    harness: Harness, settings: Settings | None = None
+) -> AsyncIterator[tuple[Connector, str, asyncio.Task[None]]]:
     """A connector with its health server; the task shows whether it is still running."""
     meter_provider, registry = setup_metrics()
-    connector = await Connector.start(harness.settings(), meter_provider=meter_provider)
+    connector = await Connector.start(settings or harness.settings(), meter_provider=meter_provider)
     health = HealthServer(
         Readiness(connector, stall_timeout_s=60), registry, host="127.0.0.1", port=0
     )
