@@ -16,6 +16,7 @@ from aiohttp import web
 from connector.sandbox.call_log import log_time
 from connector.sandbox.catalog import load_catalog
 from connector.sandbox.faults import FaultConfig
+from connector.sandbox.item_events import Snapshot, changes
 from connector.sandbox.model import ApproveStatus, Lock, TopFault, item_to_json
 from connector.sandbox.responses import json_response
 from connector.sandbox.state import STATE_KEY
@@ -31,12 +32,13 @@ __all__ = [
     "admin_reset",
     "admin_state",
     "healthz",
+    "json_body",
 ]
 
 MAX_BAN_S: Final = 86_400.0  # the longest ban POST /sandbox/ban starts: one day
 
 
-async def _json_body(request: web.Request) -> Any:
+async def json_body(request: web.Request) -> Any:
     try:
         text = await request.text()
         return json.loads(text) if text.strip() else {}
@@ -57,6 +59,10 @@ async def admin_state(request: web.Request) -> web.Response:
             "items": [item_to_json(i) for i in state.catalog.items.values()],
             "sc_items": [vars(r) for r in state.catalog.sc_items],
             "bans": state.limiter.bans(state.monotonic()),
+            "daily_quota": {
+                "limit": state.quota.limit,
+                "used_today": state.quota.used(state.config.app_key, state.wall()),
+            },
             "faults": state.faults.to_json(),
             "zero_onsale": state.config.zero_onsale,
             "time": format_timestamp(state.now()),
@@ -77,7 +83,7 @@ async def admin_calls(request: web.Request) -> web.Response:
 
 async def admin_reset(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
-    body = await _json_body(request)
+    body = await json_body(request)
     if not isinstance(body, dict):
         return _bad_request('expected a JSON object like {"catalog": {...}}')
     try:
@@ -93,7 +99,7 @@ async def admin_faults(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     if request.method == "POST":
         try:
-            state.faults = FaultConfig.from_json(await _json_body(request))
+            state.faults = FaultConfig.from_json(await json_body(request))
         except ValueError as exc:
             return _bad_request(str(exc))
     return json_response(state.faults.to_json())
@@ -102,22 +108,48 @@ async def admin_faults(request: web.Request) -> web.Response:
 async def admin_ban(request: web.Request) -> web.Response:
     """Start (or extend) a platform ban now: every call of the app key is answered 7."""
     state = request.app[STATE_KEY]
+    body = await json_body(request)
     try:
-        app_key, seconds = _ban_args(await _json_body(request), state.config.app_key)
+        app_key, seconds = _ban_args(body, state.config.app_key)
     except ValueError as exc:
         return _bad_request(str(exc))
     now = state.monotonic()
+    method = body.get("method") if isinstance(body, dict) else None
+    scope = body.get("scope", "app") if isinstance(body, dict) else "app"
+    if scope != "app":
+        remaining = state.limiter.ban_api(str(method), now, seconds, _SCOPES[scope])
+        until = state.wall() + remaining
+        return json_response(
+            {"method": method, "scope": scope, "remaining_s": remaining, "until": log_time(until)}
+        )
     remaining = state.limiter.ban(app_key, now, seconds)
     until = state.wall() + state.limiter.ban_left(app_key, now)
     return json_response({"app_key": app_key, "remaining_s": remaining, "until": log_time(until)})
 
 
+# POST /sandbox/ban's scopes other than the app (reference §6).
+_SCOPES: Final = {
+    "api": "accesscontrol.limited-by-api-access-count",
+    "app-api": "accesscontrol.limited-by-app-api-access-count",
+}
+
+
 def _ban_args(body: Any, configured_key: str) -> tuple[str, float]:
     if not isinstance(body, dict):
         raise ValueError('expected a JSON object like {"seconds": 60}')  # noqa: TRY004
-    unknown = set(body) - {"seconds", "app_key"}
+    unknown = set(body) - {"seconds", "app_key", "scope", "method"}
     if unknown:
-        raise ValueError(f"unknown keys: {', '.join(sorted(unknown))} (use seconds, app_key)")
+        raise ValueError(
+            f"unknown keys: {', '.join(sorted(unknown))} (use seconds, app_key, scope, method)"
+        )
+    scope = body.get("scope", "app")
+    if scope not in ("app", *_SCOPES):
+        raise ValueError('scope must be "app" (the default), "api" or "app-api"')
+    if scope != "app" and not isinstance(body.get("method"), str):
+        raise ValueError(
+            f'scope "{scope}" bans one API: name it, like '
+            '{"method": "taobao.item.quantity.update"}'
+        )
     if "seconds" not in body:
         raise ValueError('seconds is required: the ban length, like {"seconds": 60}')
     seconds = body["seconds"]
@@ -137,11 +169,13 @@ def _ban_args(body: Any, configured_key: str) -> tuple[str, float]:
 
 async def admin_item(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
-    body = await _json_body(request)
+    body = await json_body(request)
     try:
         num_iid = int(request.match_info["num_iid"])
         edit = _merchant_edit_args(body)
+        before = Snapshot.of(state.catalog.get_item(num_iid))
         item = state.catalog.merchant_edit(num_iid, now=state.now(), **edit)
+        state.publish(changes(before, item))  # a hand edit is announced like any change
     except TopFault as fault:
         return _bad_request(fault.sub_msg or fault.msg, 404)
     except ValueError as exc:

@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Final, cast
 
-from connector.sandbox.model import BANNERS, ORDER_FIELDS, ApproveStatus, TopFault, sku_to_json
+from connector.sandbox.api_types import Api, CallContext, Runner
+from connector.sandbox.item_events import Snapshot, changes
+from connector.sandbox.model import (
+    BANNERS,
+    ORDER_FIELDS,
+    ApproveStatus,
+    Item,
+    TopFault,
+    sku_to_json,
+)
 from connector.sandbox.params import (
     fields_param,
     invalid_param,
@@ -31,27 +38,9 @@ from connector.sandbox.params import (
     update_type_param,
 )
 from connector.sandbox.responses import Body, pick, render_item, shelf_result, stock_result, wrap
-from connector.sandbox.state import SandboxState
+from connector.sandbox.trade_apis import TRADE_APIS
 
 __all__ = ["APIS", "Api", "CallContext", "Runner"]
-
-Runner = Callable[["CallContext"], Body]
-
-
-@dataclass(frozen=True)
-class CallContext:
-    state: SandboxState
-    now: datetime
-    simplify: bool
-
-
-@dataclass(frozen=True)
-class Api:
-    """One TOP API: ``parse`` validates parameters (40/41) and returns the runner."""
-
-    parse: Callable[[Mapping[str, str]], Runner]
-    writes: bool = False
-    needs_session: bool = True
 
 
 def _item_quantity_update(params: Mapping[str, str]) -> Runner:
@@ -62,14 +51,18 @@ def _item_quantity_update(params: Mapping[str, str]) -> Runner:
     update_type = update_type_param(params)
 
     def run(ctx: CallContext) -> Body:
-        item = ctx.state.catalog.update_item_quantity(
+        item = _publishing(
+            ctx,
             num_iid,
-            quantity,
-            now=ctx.now,
-            sku_id=sku_id,
-            outer_id=None if sku_id is not None else outer_id,
-            update_type=update_type,
-            zero_onsale=ctx.state.config.zero_onsale,
+            lambda: ctx.state.catalog.update_item_quantity(
+                num_iid,
+                quantity,
+                now=ctx.now,
+                sku_id=sku_id,
+                outer_id=None if sku_id is not None else outer_id,
+                update_type=update_type,
+                zero_onsale=ctx.state.config.zero_onsale,
+            ),
         )
         return stock_result(item, ctx.simplify)
 
@@ -91,13 +84,17 @@ def _skus_quantity_update(params: Mapping[str, str]) -> Runner:
     update_type = update_type_param(params)
 
     def run(ctx: CallContext) -> Body:
-        item = ctx.state.catalog.update_skus_quantity(
+        item = _publishing(
+            ctx,
             num_iid,
-            entries,
-            now=ctx.now,
-            by_outer_id=by_id is None,
-            update_type=update_type,
-            zero_onsale=ctx.state.config.zero_onsale,
+            lambda: ctx.state.catalog.update_skus_quantity(
+                num_iid,
+                entries,
+                now=ctx.now,
+                by_outer_id=by_id is None,
+                update_type=update_type,
+                zero_onsale=ctx.state.config.zero_onsale,
+            ),
         )
         return stock_result(item, ctx.simplify)
 
@@ -107,12 +104,24 @@ def _skus_quantity_update(params: Mapping[str, str]) -> Runner:
 def _listing(params: Mapping[str, str]) -> Runner:
     num_iid = req_int(params, "num_iid", 1)
     num = req_int(params, "num", 0)
-    return lambda ctx: shelf_result(ctx.state.catalog.list_item(num_iid, num, now=ctx.now))
+    return lambda ctx: shelf_result(
+        _publishing(ctx, num_iid, lambda: ctx.state.catalog.list_item(num_iid, num, now=ctx.now))
+    )
 
 
 def _delisting(params: Mapping[str, str]) -> Runner:
     num_iid = req_int(params, "num_iid", 1)
-    return lambda ctx: shelf_result(ctx.state.catalog.delist_item(num_iid, now=ctx.now))
+    return lambda ctx: shelf_result(
+        _publishing(ctx, num_iid, lambda: ctx.state.catalog.delist_item(num_iid, now=ctx.now))
+    )
+
+
+def _publishing(ctx: CallContext, num_iid: int, change: Callable[[], Item]) -> Item:
+    """Run a write and publish the TMC messages of what it changed."""
+    before = Snapshot.of(ctx.state.catalog.get_item(num_iid))
+    item = change()
+    ctx.state.publish(changes(before, item))
+    return item
 
 
 def _seller_get(params: Mapping[str, str]) -> Runner:
@@ -235,6 +244,7 @@ def _token_refresh(params: Mapping[str, str]) -> Runner:
 
 
 APIS: Final[Mapping[str, Api]] = {
+    **TRADE_APIS,
     "taobao.item.quantity.update": Api(_item_quantity_update, writes=True),
     "taobao.skus.quantity.update": Api(_skus_quantity_update, writes=True),
     "taobao.item.update.listing": Api(_listing, writes=True),

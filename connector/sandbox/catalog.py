@@ -17,6 +17,10 @@ Stock rules (reference §3, with the sandbox's choices where the platform is UNC
 * a change that leaves an ``onsale`` item's total at 0 is rejected
   (``FORBIDDEN_QUANTITY_ZERO_ERROR``) or, with ``zero_onsale="auto_delist"``, applied and the
   item moved to ``instock``;
+* a full update below what unpaid Taobao orders hold (``with_hold_quantity``) is refused
+  (``isv.error-inventory-invalid-item-quantity``, "宝贝数量必须大于预扣库存", reference §3.1);
+* Taobao's own orders change stock through :meth:`Catalog.platform_change` (see
+  :mod:`connector.sandbox.trades`); an item they sell out goes off the shelf;
 * every successful write bumps ``modified`` of the item (and of the SKUs it wrote), strictly
   increasing in memory even when the clock does not move.
 """
@@ -55,6 +59,7 @@ _BAD_QUANTITY: Final = "isv.invalid-parameter:quantity"
 _ITEM_HAS_SKUS: Final = "isv.item-quantity-item-update-service-error"
 _ZERO_ONSALE: Final = "isv.item-update-service-error:FORBIDDEN_QUANTITY_ZERO_ERROR"
 _PRESALE_FULL: Final = "isv.item-is-presale:invalid-presale-tags-id"
+_BELOW_WITHHELD: Final = "isv.error-inventory-invalid-item-quantity"
 # Sandbox inventions standing for the platform's campaign-lock errors (no real code is known).
 _CAMPAIGN_FULL: Final = "isv.item-is-campaign:full-update-forbidden"
 _CAMPAIGN_DECREASE: Final = "isv.item-is-campaign:only-increase-allowed"
@@ -167,6 +172,7 @@ class Catalog:
         if new < 0:
             detail = "库存数量不能为负数" if update_type == 1 else f"增量更新后库存为负数 ({new})"
             raise _business(_BAD_QUANTITY, detail)
+        _check_withheld(item if target is None else target, new)
         if target is None:
             _check_zero_onsale(item, new, zero_onsale)
             item.num = new
@@ -206,6 +212,9 @@ class Catalog:
                     # Documented difference from item.quantity.update: floor at zero.
                     plan[sku.sku_id] = max(0, plan.get(sku.sku_id, sku.quantity) + quantity)
         total = sum(plan.get(s.sku_id, s.quantity) for s in item.skus)
+        for sku in item.skus:
+            if sku.sku_id in plan:
+                _check_withheld(sku, plan[sku.sku_id])
         _check_zero_onsale(item, total, zero_onsale)
         changed = [s for s in item.skus if s.sku_id in plan]
         for sku in changed:
@@ -234,6 +243,17 @@ class Catalog:
         item.delist_time = now
         item.modified = _advance(item.modified, now)
         return item
+
+    def platform_change(self, item: Item, sku: Sku | None, delta: int, *, now: datetime) -> None:
+        """Taobao's own stock change for its orders (negative: sold; positive: given back).
+        Never refused; an item it sells out goes off the shelf (sold out)."""
+        if sku is None:
+            item.num = max(0, item.num + delta)
+            changed: list[Sku] = []
+        else:
+            sku.quantity = max(0, sku.quantity + delta)
+            changed = [sku]
+        _finish(item, now, changed, _total(item), "auto_delist")
 
     # ------------------------------------------------------------------ seller centre
 
@@ -315,6 +335,15 @@ def _check_lock(item: Item, update_type: UpdateType, quantities: Sequence[int]) 
             raise _business(_CAMPAIGN_FULL, "活动锁定商品，不能全量更新库存，只能增量更新库存")
         if any(q < 0 for q in quantities):
             raise _business(_CAMPAIGN_DECREASE, "活动锁定商品，只能增加库存，不能减少库存")
+
+
+def _check_withheld(record: Item | Sku, quantity: int) -> None:
+    if quantity < record.with_hold_quantity:
+        raise _business(
+            _BELOW_WITHHELD,
+            f"宝贝数量必须大于预扣库存 (quantity {quantity} < with_hold_quantity "
+            f"{record.with_hold_quantity})",
+        )
 
 
 def _check_zero_onsale(item: Item, total: int, zero_onsale: ZeroOnsale) -> None:

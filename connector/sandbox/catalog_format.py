@@ -16,6 +16,8 @@ The format (the built-in catalog is ``demo_catalog.json``)::
           "price": "99.00",                  # string, 2 decimals, default "0.00"
           "approve_status": "onsale",        # "onsale" (default) | "instock"
           "lock": null,                      # null | "presale" | "campaign"
+          "sub_stock": 1,                    # 1: stock deducted on order (default),
+                                             # 2: on payment, held meanwhile
           "num": 10,                         # stock of an item WITHOUT skus (ignored with skus)
           "list_time": "2024-01-01 10:00:00",    # China time, optional
           "delist_time": null,                   # China time, optional
@@ -86,6 +88,9 @@ def _load_item(raw: Any, where: str) -> Item:
     lock = raw.get("lock")
     if lock not in (None, "presale", "campaign"):
         raise CatalogError(f'{where}.lock: expected null, "presale" or "campaign"')
+    sub_stock = raw.get("sub_stock", 1)
+    if sub_stock not in (1, 2):
+        raise CatalogError(f"{where}.sub_stock: expected 1 (on order) or 2 (on payment)")
     list_time = _time(raw.get("list_time"), f"{where}.list_time")
     modified = _time(raw.get("modified"), f"{where}.modified") or list_time or _DEFAULT_TIME
     raw_skus = raw.get("skus") or []
@@ -106,6 +111,7 @@ def _load_item(raw: Any, where: str) -> Item:
         skus=skus,
         price=_str(raw.get("price", "0.00"), f"{where}.price"),
         sold_quantity=_int(raw.get("sold_quantity", 0), f"{where}.sold_quantity"),
+        sub_stock=int(sub_stock),
     )
 
 

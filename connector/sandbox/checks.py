@@ -93,6 +93,12 @@ def check_call(http_method: str, params: Mapping[str, str], state: SandboxState)
     api = APIS.get(method)
     if api is None:
         raise platform_error(22, None, f"不存在的方法名 {method[:80]}")
+    api_ban = state.limiter.api_banned(method, state.monotonic())
+    if api_ban is not None:
+        raise platform_error(7, api_ban[0], ban_message(api_ban[1]))
+    quota_left = state.quota.spend(app_key, state.wall())
+    if quota_left is not None:
+        raise platform_error(7, BAN_SUB_CODE, ban_message(quota_left))
     if api.needs_session:
         _check_session(params, state)
     return api.parse(params)

@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--catalog", type=Path, help="catalog JSON file (default: the built-in demo shop)")
     add("--qps", type=float, help="per-app call limit in calls/s (default: unlimited)")
     add("--ban-s", type=int, default=_DEFAULTS.ban_s, help="ban length after a call limit")
+    add(
+        "--daily-quota",
+        type=int,
+        help="calls per app key per China-time day, then code 7 until midnight (default: none)",
+    )
     add("--max-skew-s", type=float, default=_DEFAULTS.max_skew_s, help="allowed clock skew")
     add("--faults", help="fault config as JSON, or @FILE holding it")
     add("--seed", type=int, help="seed for fault decisions (repeatable runs)")
@@ -79,6 +84,8 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
     """Turn parsed arguments into a config, checking the catalog and faults up front."""
     if not 0 <= args.port <= 65535:
         raise UsageError("--port must be between 0 and 65535")
+    if args.daily_quota is not None and args.daily_quota < 1:
+        raise UsageError("--daily-quota must be >= 1 (leave it out for no quota)")
     if args.qps is not None and args.qps <= 0:
         raise UsageError("--qps must be > 0 (leave it out for no limit)")
     if args.ban_s < 1 or args.session_ttl_s <= 0 or args.max_skew_s < 0:
@@ -100,6 +107,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         catalog_path=args.catalog,
         qps=args.qps,
         ban_s=args.ban_s,
+        daily_quota=args.daily_quota,
         max_skew_s=args.max_skew_s,
         zero_onsale=args.zero_onsale,
         faults=_faults(args.faults),

@@ -239,6 +239,23 @@ class CallLimiter:
         self._burst = max(1.0, qps or 1.0)
         self._ban_s = ban_s
         self._buckets: dict[str, _Bucket] = {}
+        # Bans of one API (reference §6): method -> (until, sub code).
+        self._api_bans: dict[str, tuple[float, str]] = {}
+
+    def ban_api(self, method: str, now: float, seconds: float, sub_code: str) -> int:
+        """Ban one API: ``accesscontrol.limited-by-api-access-count`` (platform-wide) or
+        ``accesscontrol.limited-by-app-api-access-count`` (this app, before launch); the
+        other APIs go on. Returns the remaining ban in whole seconds."""
+        until, _ = self._api_bans.get(method, (0.0, sub_code))
+        self._api_bans[method] = (max(until, now + seconds), sub_code)
+        return _remaining(self._api_bans[method][0], now)
+
+    def api_banned(self, method: str, now: float) -> tuple[str, int] | None:
+        """(sub code, whole seconds left) while ``method`` is banned, else ``None``."""
+        found = self._api_bans.get(method)
+        if found is None or found[0] <= now:
+            return None
+        return found[1], _remaining(found[0], now)
 
     def check(self, app_key: str, now: float) -> int | None:
         """``None`` if the call may go on, else the remaining ban in whole seconds (≥ 1)."""
@@ -280,6 +297,7 @@ class CallLimiter:
 
     def reset(self) -> None:
         self._buckets.clear()
+        self._api_bans.clear()
 
     def _bucket(self, app_key: str, now: float) -> _Bucket:
         bucket = self._buckets.get(app_key)

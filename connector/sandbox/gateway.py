@@ -62,6 +62,10 @@ Admin and inspection (JSON; not part of TOP):
     ``lock``, ``quantity`` (item without SKUs), ``sku_quantities`` (``{"sku_id": n}``).
 ``POST /sandbox/tokens/expire``
     every issued access token expires now (the next API call gets 27).
+``POST /sandbox/orders``, ``POST /sandbox/orders/{tid}/{action}``, ``GET /sandbox/orders``
+    Taobao selling on its own: see :mod:`~connector.sandbox.admin_orders`. Trades and every
+    item change publish TMC messages (:mod:`~connector.sandbox.tmc`), served by the
+    ``taobao.tmc.*`` APIs (:mod:`~connector.sandbox.trade_apis`).
 ``GET /healthz``
     200 ``{"status": "ok"}``.
 """
@@ -86,6 +90,7 @@ from connector.sandbox.admin import (
     admin_state,
     healthz,
 )
+from connector.sandbox.admin_orders import admin_order_action, admin_orders, admin_orders_list
 from connector.sandbox.apis import APIS, CallContext
 from connector.sandbox.call_log import Outcome, log_call
 from connector.sandbox.checks import check_call
@@ -183,6 +188,9 @@ def _routes() -> Iterator[tuple[str, str, Callable[[web.Request], Any]]]:
     yield "POST", "/sandbox/ban", admin_ban
     yield "POST", "/sandbox/items/{num_iid}", admin_item
     yield "POST", "/sandbox/tokens/expire", admin_expire_tokens
+    yield "GET", "/sandbox/orders", admin_orders_list
+    yield "POST", "/sandbox/orders", admin_orders
+    yield "POST", "/sandbox/orders/{tid}/{action}", admin_order_action
     yield "GET", "/healthz", healthz
 
 

@@ -84,6 +84,7 @@ class Sku:
     modified: datetime
     properties_name: str = ""
     price: str | None = None
+    with_hold_quantity: int = 0  # held for unpaid Taobao orders (sub_stock 2)
 
 
 @dataclass
@@ -100,6 +101,10 @@ class Item:
     skus: list[Sku]
     price: str
     sold_quantity: int = 0
+    # 1: Taobao deducts stock when a buyer orders (拍下减库存); 2: when the buyer pays
+    # (付款减库存), holding it for unpaid orders meanwhile.
+    sub_stock: int = 1
+    with_hold_quantity: int = 0  # the item's total held (its SKUs' holds summed)
 
     def sku(self, sku_id: int) -> Sku | None:
         return next((s for s in self.skus if s.sku_id == sku_id), None)
@@ -137,7 +142,7 @@ def sku_to_json(item: Item, sku: Sku) -> dict[str, Any]:
         "iid": str(item.num_iid),
         "outer_id": sku.outer_id or "",
         "quantity": sku.quantity,
-        "with_hold_quantity": 0,
+        "with_hold_quantity": sku.with_hold_quantity,
         "properties": sku.properties,
         "properties_name": sku.properties_name,
         "price": sku.price or item.price,
@@ -163,8 +168,8 @@ def item_to_json(item: Item) -> dict[str, Any]:
         "delist_time": _fmt(item.delist_time),
         "modified": format_timestamp(item.modified),
         "sold_quantity": item.sold_quantity,
-        "with_hold_quantity": 0,
-        "sub_stock": 0,
+        "with_hold_quantity": item.with_hold_quantity,
+        "sub_stock": item.sub_stock,
         "skus": [sku_to_json(item, s) for s in item.skus],
     }
     return view

@@ -45,12 +45,14 @@ class SandboxConfig:
     catalog_path: Path | None = None  # None = the built-in demo catalog
     qps: float | None = None  # None = unlimited
     ban_s: int = 1
+    daily_quota: int | None = None  # calls per China-time day; None = no quota
     max_skew_s: float = 600.0
     zero_onsale: ZeroOnsale = "reject"
     faults: FaultConfig = field(default_factory=FaultConfig)
     seed: int | None = None
     call_log_size: int = 100_000
     shutdown_timeout_s: float = 1.0  # how long stop() waits for held (fault) responses
+    tmc_visibility_s: float = 30.0  # a consumed, unconfirmed TMC message comes back after
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,12 @@ import math
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
@@ -25,7 +25,10 @@ from connector.sandbox.call_log import CallLog
 from connector.sandbox.catalog import Catalog, parse_catalog_text
 from connector.sandbox.faults import CallLimiter, FaultConfig
 from connector.sandbox.model import CatalogError
+from connector.sandbox.quota import DailyQuota
 from connector.sandbox.responses import Body
+from connector.sandbox.tmc import MessageService
+from connector.sandbox.trades import TradeBook
 from connector.taobao.protocol import parse_timestamp
 
 if TYPE_CHECKING:
@@ -102,7 +105,10 @@ class SandboxState:
     rng: random.Random = field(init=False)
     tokens: TokenStore = field(init=False)
     limiter: CallLimiter = field(init=False)
+    quota: DailyQuota = field(init=False)
     calls: CallLog = field(init=False)
+    trades: TradeBook = field(init=False)  # Taobao's own orders
+    tmc: MessageService = field(init=False)  # the message service's queue
     wall: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
     ids: random.Random = field(default_factory=random.Random)  # request ids only
@@ -114,6 +120,7 @@ class SandboxState:
     def __post_init__(self) -> None:
         self.tokens = TokenStore(self.config.session_ttl_s, self.config.refresh_ttl_s)
         self.limiter = CallLimiter(self.config.qps, self.config.ban_s)
+        self.quota = DailyQuota(self.config.daily_quota)
         self.calls = CallLog(self.config.call_log_size)
         self.reset()
 
@@ -123,7 +130,16 @@ class SandboxState:
         self.rng = random.Random(self.config.seed)  # noqa: S311 - fault draws, not crypto
         self.tokens.restore(self.config.session, self.config.refresh_token, self.wall())
         self.limiter.reset()
+        self.quota.reset()
         self.calls.clear()
+        self.trades = TradeBook()
+        self.tmc = MessageService(visibility_s=self.config.tmc_visibility_s)
+
+    def publish(self, published: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Queue TMC messages (for the topics the seller permitted)."""
+        now = self.now()
+        for topic, content in published:
+            self.tmc.publish(topic, content, now=now)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.wall(), tz=UTC)

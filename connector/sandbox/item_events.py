@@ -1,0 +1,54 @@
+"""The TMC messages an item change publishes, whoever made it (a TOP call, a hand edit):
+``taobao_item_ItemStockChanged`` per stock that moved (with ``increment``),
+``taobao_item_ItemUpshelf`` / ``ItemDownshelf`` when the shelf state changed (reference §5.3).
+
+Pure: a snapshot before the change, the item after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from connector.sandbox.model import ApproveStatus, Item
+from connector.sandbox.trades import SELLER_NICK, Published
+
+__all__ = ["Snapshot", "changes"]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    num: int
+    skus: dict[int, int]
+    approve_status: ApproveStatus
+
+    @classmethod
+    def of(cls, item: Item) -> Snapshot:
+        return cls(item.num, {s.sku_id: s.quantity for s in item.skus}, item.approve_status)
+
+
+def changes(before: Snapshot, item: Item) -> list[Published]:
+    published: list[Published] = []
+    if item.skus:
+        for sku in item.skus:
+            increment = sku.quantity - before.skus.get(sku.sku_id, sku.quantity)
+            if increment:
+                published.append(_stock(item, increment, sku_id=sku.sku_id, sku_num=sku.quantity))
+    elif item.num != before.num:
+        published.append(_stock(item, item.num - before.num))
+    if item.approve_status != before.approve_status:
+        topic = "ItemUpshelf" if item.approve_status == "onsale" else "ItemDownshelf"
+        published.append((f"taobao_item_{topic}", {"num_iid": item.num_iid, "nick": SELLER_NICK}))
+    return published
+
+
+def _stock(item: Item, increment: int, **sku: Any) -> Published:
+    content: dict[str, Any] = {
+        "num_iid": item.num_iid,
+        "nick": SELLER_NICK,
+        "num": item.num,
+        "increment": increment,
+        "changed_fields": "num",
+        **sku,
+    }
+    return "taobao_item_ItemStockChanged", content
