@@ -1,0 +1,1 @@
+"""Taobao's own orders from its message service (TMC) into the orders topic."""
