@@ -230,6 +230,8 @@ class Catalog:
         total = sum(s.quantity for s in item.skus) if item.skus else num
         if total <= 0:
             raise _business(_ZERO_ONSALE, "上架的数量必须大于0")
+        if not item.skus:
+            _check_withheld(item, num)
         item.num = total
         item.approve_status = "onsale"
         item.list_time = now
@@ -244,16 +246,18 @@ class Catalog:
         item.modified = _advance(item.modified, now)
         return item
 
-    def platform_change(self, item: Item, sku: Sku | None, delta: int, *, now: datetime) -> None:
-        """Taobao's own stock change for its orders (negative: sold; positive: given back).
-        Never refused; an item it sells out goes off the shelf (sold out)."""
+    def platform_change(self, item: Item, sku: Sku | None, delta: int, *, now: datetime) -> int:
+        """Taobao's own stock change for its orders (negative: sold; positive: given back):
+        never refused, never below zero; returns the change made. An item it sells out goes
+        off the shelf (UNCONFIRMED: the sandbox's reading of 售罄下架)."""
         if sku is None:
-            item.num = max(0, item.num + delta)
-            changed: list[Sku] = []
+            before, item.num = item.num, max(0, item.num + delta)
+            made, changed = item.num - before, []
         else:
-            sku.quantity = max(0, sku.quantity + delta)
-            changed = [sku]
+            before, sku.quantity = sku.quantity, max(0, sku.quantity + delta)
+            made, changed = sku.quantity - before, [sku]
         _finish(item, now, changed, _total(item), "auto_delist")
+        return made
 
     # ------------------------------------------------------------------ seller centre
 
@@ -272,8 +276,13 @@ class Catalog:
         if quantity is not None and (item.skus or quantity < 0):
             raise CatalogError("quantity applies to an item without SKUs and must be >= 0")
         for sku_id, qty in (sku_quantities or {}).items():
-            if item.sku(sku_id) is None or qty < 0:
+            sku = item.sku(sku_id)
+            if sku is None or qty < 0:
                 raise CatalogError(f"sku {sku_id} is not a SKU of {num_iid} or {qty} < 0")
+            if qty < sku.with_hold_quantity:
+                raise CatalogError(f"sku {sku_id}: {qty} is below what unpaid orders hold")
+        if quantity is not None and quantity < item.with_hold_quantity:
+            raise CatalogError(f"{quantity} is below what unpaid orders hold")
         changed: list[Sku] = []
         for sku_id, qty in (sku_quantities or {}).items():
             sku = cast(Sku, item.sku(sku_id))

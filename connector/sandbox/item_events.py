@@ -8,12 +8,14 @@ Pure: a snapshot before the change, the item after it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from connector.sandbox.model import ApproveStatus, Item
-from connector.sandbox.trades import SELLER_NICK, Published
 
-__all__ = ["Snapshot", "changes"]
+__all__ = ["SELLER_NICK", "Published", "Snapshot", "changes"]
+
+SELLER_NICK: Final = "sandbox_b_01"
+Published = tuple[str, dict[str, Any]]  # (TMC topic, content)
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,13 @@ def changes(before: Snapshot, item: Item) -> list[Published]:
                 published.append(_stock(item, increment, sku_id=sku.sku_id, sku_num=sku.quantity))
     elif item.num != before.num:
         published.append(_stock(item, item.num - before.num))
-    if item.approve_status != before.approve_status:
-        topic = "ItemUpshelf" if item.approve_status == "onsale" else "ItemDownshelf"
-        published.append((f"taobao_item_{topic}", {"num_iid": item.num_iid, "nick": SELLER_NICK}))
+    if item.approve_status == "onsale" and before.approve_status != "onsale":
+        published.append(
+            ("taobao_item_ItemUpshelf", {"num_iid": item.num_iid, "nick": SELLER_NICK})
+        )
+    elif item.approve_status != "onsale" and before.approve_status == "onsale":
+        # §5.3: ItemDownshelf sends num_iid only (nick and the rest are marked 不发送).
+        published.append(("taobao_item_ItemDownshelf", {"num_iid": item.num_iid}))
     return published
 
 

@@ -5,6 +5,12 @@
   ``taobao.tmc.messages.confirm`` (``s_message_ids``, at most 200): at-least-once pull;
 - ``taobao.trade.fullinfo.get`` (one trade) and ``taobao.trades.sold.increment.get`` (the
   trades modified in a window of at most a day, 100 per page), in TOP's trade shape.
+
+The fact sheet does not cover the trade APIs' contract: the one-day window, the page size
+of at most 100, ``use_has_next``, the fields and their types (``sku_id`` a string,
+``refund_status``), the ``isv.invalid-parameter:tid`` answer, and the ``tmc_message`` list
+wrapper and ``user_platform`` value are the sandbox's reading of public SDK code and
+examples: UNCONFIRMED.
 """
 
 from __future__ import annotations
@@ -75,7 +81,8 @@ def _user_get(params: Mapping[str, str]) -> Runner:
 
 def _consume(params: Mapping[str, str]) -> Runner:
     group = opt_str(params, "group_name") or "default"
-    quantity = opt_int(params, "quantity") or 100
+    given = opt_int(params, "quantity")
+    quantity = 100 if given is None else given  # (the default is UNCONFIRMED)
     if not 10 <= quantity <= 200:
         raise invalid_param("quantity", "quantity 取值范围 10-200")
 

@@ -25,9 +25,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from connector.sandbox.catalog import Catalog
+from connector.sandbox.item_events import SELLER_NICK, Published, Snapshot, changes
 from connector.sandbox.model import Item, Sku, TopFault
 from connector.taobao.protocol import format_timestamp
 
@@ -41,7 +42,6 @@ __all__ = [
     "TradeStatus",
 ]
 
-SELLER_NICK: Final = "sandbox_b_01"
 BUYER_NICK: Final = "sandbox_c_1"
 FIRST_TID: Final = (1 << 53) + 1_000_000_007
 TradeStatus = Literal[
@@ -51,7 +51,6 @@ TradeStatus = Literal[
     "TRADE_FINISHED",
     "TRADE_CLOSED",
 ]
-Published = tuple[str, dict[str, Any]]  # (TMC topic, content)
 
 
 class TradeError(ValueError):
@@ -79,6 +78,7 @@ class Trade:
     refund_id: int | None = None
     # Where the trade stands with stock: "held" (sub_stock 2, unpaid), "deducted", "none".
     stock: Literal["held", "deducted", "none"] = "none"
+    deducted: int = 0  # what Taobao actually took (a hand edit may have left less)
 
     @property
     def payment(self) -> str:
@@ -125,7 +125,8 @@ class TradeBook:
         self.trades[tid] = trade
         published = [_trade_message("taobao_trade_TradeCreate", trade)]
         if item.sub_stock == 1:
-            published += _deduct(catalog, item, sku, quantity, now)
+            trade.deducted, moved = _deduct(catalog, item, sku, quantity, now)
+            published += moved
             trade.stock = "deducted"
         else:
             _hold(item, sku, quantity)
@@ -138,7 +139,8 @@ class TradeBook:
         published: list[Published] = []
         if trade.stock == "held":
             _hold(item, sku, -trade.quantity)
-            published += _deduct(catalog, item, sku, trade.quantity, now)
+            trade.deducted, moved = _deduct(catalog, item, sku, trade.quantity, now)
+            published += moved
             trade.stock = "deducted"
         trade.status, trade.pay_time, trade.modified = "WAIT_SELLER_SEND_GOODS", now, now
         return [_trade_message("taobao_trade_TradeBuyerPay", trade), *published]
@@ -191,8 +193,10 @@ class TradeBook:
         if trade.stock == "held":
             _hold(item, sku, -trade.quantity)
         elif trade.stock == "deducted":
-            published = _deduct(catalog, item, sku, -trade.quantity, now)
-        trade.stock = "none"
+            # What was taken comes back, no more (UNCONFIRMED: the platform's rule for a
+            # deduction a hand edit cut short is not documented).
+            _, published = _deduct(catalog, item, sku, -trade.deducted, now)
+        trade.stock, trade.deducted = "none", 0
         trade.status, trade.modified, trade.end_time = "TRADE_CLOSED", now, now
         return published
 
@@ -245,19 +249,12 @@ def _hold(item: Item, sku: Sku | None, quantity: int) -> None:
 
 def _deduct(
     catalog: Catalog, item: Item, sku: Sku | None, quantity: int, now: datetime
-) -> list[Published]:
-    """Taobao's own stock change (negative: given back), and its message."""
-    catalog.platform_change(item, sku, -quantity, now=now)
-    content: dict[str, Any] = {
-        "num_iid": item.num_iid,
-        "nick": SELLER_NICK,
-        "num": item.num,
-        "increment": -quantity,
-        "changed_fields": "num",
-    }
-    if sku is not None:
-        content.update(sku_id=sku.sku_id, sku_num=sku.quantity)
-    return [("taobao_item_ItemStockChanged", content)]
+) -> tuple[int, list[Published]]:
+    """Taobao's own stock change (negative: given back): what it really took (stock never
+    goes below zero), and the messages of every change it made (a sell-out delists)."""
+    before = Snapshot.of(item)
+    taken = -catalog.platform_change(item, sku, -quantity, now=now)
+    return taken, changes(before, item)
 
 
 def _trade_message(topic: str, trade: Trade) -> Published:
@@ -277,6 +274,7 @@ def _trade_message(topic: str, trade: Trade) -> Published:
 
 def _close_message(trade: Trade) -> Published:
     topic, content = _trade_message("taobao_trade_TradeClose", trade)
+    # (What num and sku_num carry here is UNCONFIRMED: the sandbox sends the order's.)
     content.update(num_iid=trade.num_iid, num=trade.quantity)
     if trade.sku_id is not None:
         content.update(sku_id=trade.sku_id, sku_num=trade.quantity)

@@ -13,13 +13,20 @@ message                           ledger       why
 ``taobao_trade_TradeCreate``      created      the buyer ordered: the quantity is taken
                                                from sale (Taobao deducts it, or holds it
                                                until payment)
-``taobao_trade_TradeClose``       cancelled    closed before shipment: released (after
-                                               shipment nothing is reserved any more)
-``taobao_trade_TradeSellerShip``  shipped      the goods left the warehouse
-``taobao_refund_RefundSuccess``   refunded     no stock change: returned goods come back
-                                               as a warehouse return
+``taobao_trade_TradeClose``,      cancelled    closed before shipment: released (after
+``…CloseAndModifyDetailOrder``                 shipment nothing is reserved any more)
+``taobao_trade_TradeSellerShip``  shipped      the lines whose own status says they left
+                                               (a partial shipment ships only those)
+``taobao_refund_RefundSuccess``   cancelled    a line that never shipped: released
+                                  refunded     a shipped one: no stock change (returned
+                                               goods come back as a warehouse return)
 ``TradeBuyerPay`` and the rest    –            nothing new for stock
 ================================  ===========  ==========================================
+
+A message naming a sub-order (``oid``) moves only that line for a close or a refund; one
+that names a sub-order the trade does not have moves nothing and reports the trade's
+lines (alerted). ``TradePartlyRefund`` is not mapped yet: whether it ends a line is
+UNCONFIRMED.
 
 Event ids are deterministic (``taobao:<tid>:<oid>:<type>``): a redelivered message, or the
 same change seen twice, is one event for the ledger's de-duplication. Ids are integers of
@@ -51,12 +58,17 @@ __all__ = [
 EFFECTS: Final[Mapping[str, OrderType]] = {
     "taobao_trade_TradeCreate": OrderType.CREATED,
     "taobao_trade_TradeClose": OrderType.CANCELLED,
+    "taobao_trade_TradeCloseAndModifyDetailOrder": OrderType.CANCELLED,
     "taobao_trade_TradeSellerShip": OrderType.SHIPPED,
     "taobao_refund_RefundSuccess": OrderType.REFUNDED,
 }
+# A sub-order's own status before its goods left (reference §5.3 status values).
+NOT_SHIPPED: Final = frozenset({"TRADE_NO_CREATE_PAY", "WAIT_BUYER_PAY", "WAIT_SELLER_SEND_GOODS",
+                                "PAY_PENDING", "WAIT_PRE_AUTH_CONFIRM"})  # fmt: skip
+CLOSED: Final = frozenset({"TRADE_CLOSED", "TRADE_CLOSED_BY_TAOBAO"})
 # Every trade topic the bridge permits (the others carry nothing for stock, but are
 # consumed and confirmed so they do not pile up).
-TRADE_TOPICS: Final = (*EFFECTS, "taobao_trade_TradeBuyerPay")
+TRADE_TOPICS: Final = (*EFFECTS, "taobao_trade_TradeBuyerPay", "taobao_trade_TradePartlyRefund")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +97,7 @@ class TradeLine:
     outer_sku_id: str | None  # the SKU's merchant code
     outer_iid: str | None  # the item's merchant code (an item without SKUs)
     quantity: int
+    status: str | None = None  # the sub-order's own status, where the trade says it
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +106,7 @@ class TaobaoTrade:
     status: str
     modified_ms: int
     lines: tuple[TradeLine, ...]
+    consigned: bool = False  # the trade has a consign (shipment) time
 
 
 def parse_message(raw: Mapping[str, Any]) -> TmcMessage:
@@ -116,12 +130,19 @@ def parse_trade(raw: Mapping[str, Any]) -> TaobaoTrade:
             outer_sku_id=order.get("outer_sku_id") or None,
             outer_iid=order.get("outer_iid") or None,
             quantity=int(order["num"]),
+            status=order.get("status") or None,
         )
         for order in unwrap_list(raw.get("orders"), "order")
     )
     modified = raw.get("modified")
     modified_ms = int(parse_timestamp(str(modified)).timestamp() * 1000) if modified else 0
-    return TaobaoTrade(int(raw["tid"]), str(raw.get("status", "")), modified_ms, lines)
+    return TaobaoTrade(
+        int(raw["tid"]),
+        str(raw.get("status", "")),
+        modified_ms,
+        lines,
+        consigned=bool(raw.get("consign_time")),
+    )
 
 
 def order_events(
@@ -136,29 +157,48 @@ def order_events(
     kind = EFFECTS.get(message.topic)
     if kind is None:
         return [], []
+    lines: Sequence[TradeLine] = trade.lines
     named = message.oid
-    lines: Sequence[TradeLine] = [
-        line for line in trade.lines if named is None or line.oid == named
-    ]
+    if named is not None and kind in (OrderType.CANCELLED, OrderType.REFUNDED):
+        lines = [line for line in trade.lines if line.oid == named]
+        if not lines:
+            return [], list(trade.lines)  # a sub-order this trade does not have
     events: list[OrderEvent] = []
     unknown: list[TradeLine] = []
     for line in lines:
+        line_kind = _line_kind(kind, line, trade)
+        if line_kind is None:
+            continue
         code = code_of(line)
         if code is None:
             unknown.append(line)
             continue
+        kind_here = line_kind
         events.append(
             OrderEvent(
-                event_id=f"taobao:{trade.tid}:{line.oid}:{kind.value}",
+                event_id=f"taobao:{trade.tid}:{line.oid}:{kind_here.value}",
                 order_id=f"{trade.tid}:{line.oid}",
                 channel="taobao",
                 shop=shop,
-                type=kind,
+                type=kind_here,
                 lines=(OrderLine(code, line.quantity),),
                 occurred_at_ms=message.pub_time_ms or trade.modified_ms,
             )
         )
     return events, unknown
+
+
+def _line_kind(kind: OrderType, line: TradeLine, trade: TaobaoTrade) -> OrderType | None:
+    """What the message means for this line (``None``: nothing)."""
+    if kind is OrderType.SHIPPED:
+        shipped = line.status is None or line.status not in NOT_SHIPPED | CLOSED
+        return OrderType.SHIPPED if shipped else None
+    if kind is OrderType.REFUNDED:
+        before_shipment = line.status in NOT_SHIPPED or (
+            line.status in CLOSED and not trade.consigned
+        )
+        return OrderType.CANCELLED if before_shipment else OrderType.REFUNDED
+    return kind
 
 
 def merchant_code(line: TradeLine) -> str | None:

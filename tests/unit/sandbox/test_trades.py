@@ -11,7 +11,7 @@ import pytest
 
 from connector.sandbox.catalog import Catalog, load_catalog
 from connector.sandbox.item_events import Snapshot, changes
-from connector.sandbox.model import TopFault
+from connector.sandbox.model import CatalogError, TopFault
 from connector.sandbox.tmc import MessageService
 from connector.sandbox.trades import FIRST_TID, Published, TradeBook, TradeError
 
@@ -95,6 +95,20 @@ def test_a_full_update_below_what_is_held_is_refused_as_the_platform_does() -> N
     catalog.update_item_quantity(SHIRT, 2, sku_id=RED, now=NOW)  # what is held is fine
 
 
+def test_nothing_sets_stock_below_what_unpaid_orders_hold() -> None:
+    catalog, book = fresh(), TradeBook()
+    book.create(catalog, SHIRT, RED, 2, now=NOW)
+    with pytest.raises(CatalogError, match="below what unpaid orders hold"):
+        catalog.merchant_edit(SHIRT, now=NOW, sku_quantities={RED: 1})
+    held_mug = load_catalog(
+        {"items": [{**DOC["items"][1], "sub_stock": 2, "approve_status": "instock"}]}
+    )
+    held_mug.get_item(MUG).with_hold_quantity = 3
+    with pytest.raises(TopFault) as refused:
+        held_mug.list_item(MUG, 2, now=NOW)  # listing sets the stock too
+    assert refused.value.sub_code == "isv.error-inventory-invalid-item-quantity"
+
+
 def test_a_refund_before_shipment_closes_and_gives_stock_back_after_it_does_not() -> None:
     catalog, book = fresh(), TradeBook()
     early, _ = book.create(catalog, MUG, None, 1, now=NOW)
@@ -117,11 +131,16 @@ def test_a_refund_before_shipment_closes_and_gives_stock_back_after_it_does_not(
     assert catalog.get_item(MUG).num == 3  # the goods come back through the warehouse
 
 
-def test_selling_out_takes_the_item_off_the_shelf() -> None:
+def test_selling_out_takes_the_item_off_the_shelf_and_says_so() -> None:
     catalog, book = fresh(), TradeBook()
-    book.create(catalog, MUG, None, 4, now=NOW)
+    _, published = book.create(catalog, MUG, None, 4, now=NOW)
     mug = catalog.get_item(MUG)
     assert (mug.num, mug.approve_status) == (0, "instock")
+    assert topics(published) == [
+        "taobao_trade_TradeCreate",
+        "taobao_item_ItemStockChanged",
+        "taobao_item_ItemDownshelf",
+    ]
     with pytest.raises(TradeError, match="not on sale"):
         book.create(catalog, MUG, None, 1, now=NOW)
 
@@ -177,6 +196,7 @@ def test_any_change_to_an_item_is_announced() -> None:
     )  # fmt: skip
     before = Snapshot.of(catalog.get_item(MUG))
     catalog.delist_item(MUG, now=NOW)
+    # §5.3: ItemDownshelf carries num_iid only.
     assert changes(before, catalog.get_item(MUG)) == [
-        ("taobao_item_ItemDownshelf", {"num_iid": MUG, "nick": "sandbox_b_01"})
+        ("taobao_item_ItemDownshelf", {"num_iid": MUG})
     ]

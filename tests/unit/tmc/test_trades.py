@@ -108,3 +108,48 @@ def test_a_redelivered_message_is_the_same_events(topic: str) -> None:
     first, _ = order_events(message(topic), trade, code_of=merchant_code, shop="s")
     again, _ = order_events(message(topic), trade, code_of=merchant_code, shop="s")
     assert first == again
+
+
+def with_statuses(*statuses: str, consign_time: str | None = None) -> dict[str, object]:
+    raw = json.loads(json.dumps(TRADE))
+    for order, status in zip(raw["orders"]["order"], statuses, strict=True):
+        order["status"] = status
+    if consign_time:
+        raw["consign_time"] = consign_time
+    return raw
+
+
+def test_a_partial_shipment_ships_only_the_lines_that_left() -> None:
+    trade = parse_trade(with_statuses("WAIT_BUYER_CONFIRM_GOODS", "WAIT_SELLER_SEND_GOODS"))
+    events, _ = order_events(
+        message("taobao_trade_TradeSellerShip"), trade, code_of=merchant_code, shop="s"
+    )
+    assert [(e.lines[0].sku, e.type) for e in events] == [("TSHIRT-RED-M", OrderType.SHIPPED)]
+
+
+def test_a_refund_releases_a_line_that_never_shipped_and_leaves_a_shipped_one() -> None:
+    never = parse_trade(with_statuses("TRADE_CLOSED", "WAIT_SELLER_SEND_GOODS"))
+    shipped = parse_trade(with_statuses("TRADE_CLOSED", "TRADE_FINISHED", consign_time="x"))
+    refund = message("taobao_refund_RefundSuccess", oid=TID + 1)
+    assert [e.type for e in order_events(refund, never, code_of=merchant_code, shop="s")[0]] == [
+        OrderType.CANCELLED
+    ]
+    assert [e.type for e in order_events(refund, shipped, code_of=merchant_code, shop="s")[0]] == [
+        OrderType.REFUNDED
+    ]
+
+
+def test_a_sub_order_close_and_a_message_naming_a_sub_order_the_trade_lacks() -> None:
+    trade = parse_trade(TRADE)
+    detail = message("taobao_trade_TradeCloseAndModifyDetailOrder", oid=TID + 1)
+    events, _ = order_events(detail, trade, code_of=merchant_code, shop="s")
+    assert [(e.order_id, e.type) for e in events] == [(f"{TID}:{TID + 1}", OrderType.CANCELLED)]
+    events, unknown = order_events(
+        message("taobao_trade_TradeClose", oid=999), trade, code_of=merchant_code, shop="s"
+    )
+    assert events == [] and len(unknown) == 2  # reported, nothing cancelled
+    # A create names the trade as a whole, whatever oid it carries.
+    events, _ = order_events(
+        message("taobao_trade_TradeCreate", oid=TID), trade, code_of=merchant_code, shop="s"
+    )
+    assert len(events) == 2
