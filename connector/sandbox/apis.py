@@ -230,6 +230,13 @@ def _token_refresh(params: Mapping[str, str]) -> Runner:
     refresh_token = req_str(params, "refresh_token")
 
     def run(ctx: CallContext) -> Body:
+        if not ctx.state.tokens.refreshable:
+            raise TopFault(
+                15,
+                "Remote service error",
+                "isv.invalid-parameter:refresh_token",
+                "该应用使用固定时长token，不提供刷新功能 (UNCONFIRMED text)",
+            )
         issued = ctx.state.tokens.rotate(refresh_token, ctx.now.timestamp())
         if issued is None:
             raise TopFault(

@@ -101,4 +101,10 @@ def check_call(http_method: str, params: Mapping[str, str], state: SandboxState)
         raise platform_error(7, BAN_SUB_CODE, ban_message(quota_left))
     if api.needs_session:
         _check_session(params, state)
+        if api.writes and not state.tokens.write_valid(params["session"].strip(), state.wall()):
+            # The platform's answer to a lapsed write permission is UNCONFIRMED: the
+            # sandbox answers 27, with its reason.
+            raise platform_error(
+                27, "invalid-sessionkey", "写权限已过期 (w1_expires_in passed): re-authorize"
+            )
     return api.parse(params)

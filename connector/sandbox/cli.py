@@ -42,6 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("--session", default=_DEFAULTS.session, help="the access token issued at start")
     add("--refresh-token", default=_DEFAULTS.refresh_token, help="the refresh token at start")
     add("--session-ttl-s", type=float, default=_DEFAULTS.session_ttl_s, help="token lifetime")
+    add(
+        "--fixed-tokens",
+        action="store_true",
+        help="fixed-length tokens, as for seller-backend apps: every refresh is refused",
+    )
+    add(
+        "--write-ttl-s",
+        type=float,
+        help="write permission (w1) lapses this long after a token is issued: writes get 27",
+    )
     add("--catalog", type=Path, help="catalog JSON file (default: the built-in demo shop)")
     add("--qps", type=float, help="per-app call limit in calls/s (default: unlimited)")
     add("--ban-s", type=int, default=_DEFAULTS.ban_s, help="ban length after a call limit")
@@ -84,6 +94,8 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
     """Turn parsed arguments into a config, checking the catalog and faults up front."""
     if not 0 <= args.port <= 65535:
         raise UsageError("--port must be between 0 and 65535")
+    if args.write_ttl_s is not None and args.write_ttl_s <= 0:
+        raise UsageError("--write-ttl-s must be > 0 (leave it out for the session's lifetime)")
     if args.daily_quota is not None and args.daily_quota < 1:
         raise UsageError("--daily-quota must be >= 1 (leave it out for no quota)")
     if args.qps is not None and args.qps <= 0:
@@ -104,6 +116,8 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         session=args.session,
         refresh_token=args.refresh_token,
         session_ttl_s=args.session_ttl_s,
+        refreshable=not args.fixed_tokens,
+        write_ttl_s=args.write_ttl_s,
         catalog_path=args.catalog,
         qps=args.qps,
         ban_s=args.ban_s,

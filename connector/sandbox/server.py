@@ -42,6 +42,8 @@ class SandboxConfig:
     refresh_token: str = field(default="sandbox-refresh-token", repr=False)
     session_ttl_s: float = 86400.0
     refresh_ttl_s: float = 30 * 86400.0
+    refreshable: bool = True  # False: fixed-length tokens, every refresh refused
+    write_ttl_s: float | None = None  # write permission (w1) lapses this long after issue
     catalog_path: Path | None = None  # None = the built-in demo catalog
     qps: float | None = None  # None = unlimited
     ban_s: int = 1

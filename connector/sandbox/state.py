@@ -41,17 +41,42 @@ _SELLER_NICK: Final = "sandbox_b_01"
 
 
 class TokenStore:
-    """Issued access and refresh tokens with their expiry (epoch seconds)."""
+    """Issued access and refresh tokens with their expiry (epoch seconds).
 
-    def __init__(self, session_ttl_s: float, refresh_ttl_s: float) -> None:
+    ``refreshable=False`` stands for the apps whose tokens are fixed-length (reference §4.3:
+    "其他类型应用（如商家后台）使用固定时长token，不提供刷新功能"): no refresh is granted.
+    ``write_ttl_s`` stands for write permission (``w1_expires_in``) lapsing before the
+    session: after it, write APIs are refused while reads go on.
+    """
+
+    def __init__(
+        self,
+        session_ttl_s: float,
+        refresh_ttl_s: float,
+        *,
+        refreshable: bool = True,
+        write_ttl_s: float | None = None,
+    ) -> None:
         self._session_ttl = session_ttl_s
         self._refresh_ttl = refresh_ttl_s
+        self.refreshable = refreshable
+        self._write_ttl = write_ttl_s
         self._access: dict[str, float] = {}
+        self._write: dict[str, float] = {}
         self._refresh: dict[str, float] = {}
 
     def restore(self, session: str, refresh_token: str, now: float) -> None:
         self._access = {session: now + self._session_ttl}
+        self._write = {session: now + self._write_lifetime()}
         self._refresh = {refresh_token: now + self._refresh_ttl} if refresh_token else {}
+
+    def write_valid(self, token: str, now: float) -> bool:
+        return now < self._write.get(token, 0.0)
+
+    def _write_lifetime(self) -> float:
+        if self._write_ttl is None:
+            return self._session_ttl
+        return min(self._write_ttl, self._session_ttl)
 
     def session_valid(self, token: str, now: float) -> bool:
         expiry = self._access.get(token)
@@ -63,11 +88,14 @@ class TokenStore:
 
     def rotate(self, refresh_token: str, now: float) -> Body | None:
         """Swap a valid refresh token for a new token pair; ``None`` if it is not valid."""
+        if not self.refreshable:
+            return None
         expiry = self._refresh.pop(refresh_token, None)
         if expiry is None or now >= expiry:
             return None
         access, refresh = secrets.token_hex(24), secrets.token_hex(24)
         self._access[access] = now + self._session_ttl
+        self._write[access] = now + self._write_lifetime()
         self._refresh[refresh] = now + self._refresh_ttl
         expires_in = math.floor(self._session_ttl)
         return {
@@ -77,7 +105,7 @@ class TokenStore:
             "refresh_token": refresh,
             "re_expires_in": math.floor(self._refresh_ttl),
             "r1_expires_in": expires_in,
-            "w1_expires_in": expires_in,
+            "w1_expires_in": math.floor(self._write_lifetime()),
             "taobao_user_id": _SELLER_ID,
             "taobao_user_nick": _SELLER_NICK,
         }
@@ -118,7 +146,12 @@ class SandboxState:
     )
 
     def __post_init__(self) -> None:
-        self.tokens = TokenStore(self.config.session_ttl_s, self.config.refresh_ttl_s)
+        self.tokens = TokenStore(
+            self.config.session_ttl_s,
+            self.config.refresh_ttl_s,
+            refreshable=self.config.refreshable,
+            write_ttl_s=self.config.write_ttl_s,
+        )
         self.limiter = CallLimiter(self.config.qps, self.config.ban_s)
         self.quota = DailyQuota(self.config.daily_quota)
         self.calls = CallLog(self.config.call_log_size)

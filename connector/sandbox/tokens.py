@@ -26,6 +26,10 @@ __all__ = ["TOKEN_PATH", "token", "token_answer"]
 TOKEN_PATH: Final = "/token"  # noqa: S105 - a URL path, not a secret
 
 
+# Reference §4.3; the exact error text the platform sends is UNCONFIRMED.
+_FIXED_LENGTH = "该应用使用固定时长token，不提供刷新功能 (this app's tokens cannot be refreshed)"
+
+
 def _oauth_error(status: int, error: str, description: str) -> tuple[int, Body]:
     return status, {"error": error, "error_description": description}
 
@@ -47,6 +51,8 @@ def token_answer(state: SandboxState, form: Mapping[str, str]) -> tuple[int, Bod
     refresh = form.get("refresh_token", "")
     if not refresh:
         return _oauth_error(400, "invalid_request", "refresh_token is required")
+    if not state.tokens.refreshable:
+        return _oauth_error(400, "invalid_grant", _FIXED_LENGTH)
     issued = state.tokens.rotate(refresh, state.wall())
     if issued is None:
         return _oauth_error(400, "invalid_grant", "refresh_token is invalid or expired")
