@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Final, NamedTuple
 
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from connector.errors import BrokerRefused, ConfigError, ConnectorError, DependencyError, redact
 from connector.settings import KafkaSettings
@@ -28,6 +28,7 @@ __all__ = [
     "PartitionKey",
     "PartitionsCallback",
     "client_config",
+    "committed_offsets",
     "header_bytes",
     "kafka_error",
     "log",
@@ -204,6 +205,27 @@ def header_bytes(value: str | bytes | None) -> bytes:
     if value is None:
         return b""
     return value.encode() if isinstance(value, str) else value
+
+
+def committed_offsets(
+    consumer: Consumer,
+    settings: KafkaSettings,
+    partitions: Sequence[PartitionKey],
+    timeout_s: float,
+) -> dict[PartitionKey, int]:
+    """The group's committed offsets (next to read) for ``partitions``; partitions without
+    one are left out. A partition the broker answers with an error raises: it is never read
+    as "nothing committed", which would take a lost ledger for a new one."""
+    if not partitions:
+        return {}
+    try:
+        found = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=timeout_s)
+    except KafkaException as exc:
+        raise translate(settings, "reading committed offsets", exc) from exc
+    failed = [tp.error for tp in found if tp.error is not None]
+    if failed:
+        raise refused(settings, "reading committed offsets", failed[0])
+    return {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
 
 
 def to_inbound(message: Message) -> Inbound:

@@ -17,6 +17,7 @@ from connector.kafka.config import (
     Inbound,
     PartitionKey,
     PartitionsCallback,
+    committed_offsets,
     kafka_error,
     log,
     log_client_error,
@@ -225,18 +226,9 @@ class EventConsumer:
                     if topic in metadata.topics
                     for number in metadata.topics[topic].partitions
                 ]
-            if not partitions:
-                return {}
-            found = consumer.committed(
-                [TopicPartition(t, p) for t, p in partitions], timeout=timeout_s
-            )
         except KafkaException as exc:
-            raise translate(self._settings, "reading committed offsets", exc) from exc
-        failed = [tp.error for tp in found if tp.error is not None]
-        if failed:
-            # Never read as "nothing committed": that would take a lost ledger for a new one.
-            raise refused(self._settings, "reading committed offsets", failed[0])
-        return {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
+            raise translate(self._settings, "listing partitions", exc) from exc
+        return committed_offsets(consumer, self._settings, partitions, timeout_s)
 
     def paused(self) -> bool:
         return self._paused

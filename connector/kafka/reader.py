@@ -19,6 +19,7 @@ from connector.kafka.config import (
     Inbound,
     PartitionKey,
     client_config,
+    committed_offsets,
     log,
     log_client_error,
     refused,
@@ -90,16 +91,7 @@ class PartitionReader:
         partition of the topics; partitions without one are left out."""
         if partitions is None:
             partitions = self.partitions()
-        try:
-            found = self._consumer.committed(
-                [TopicPartition(t, p) for t, p in partitions], timeout=_TIMEOUT_S
-            )
-        except KafkaException as exc:
-            raise translate(self._settings, "reading committed offsets", exc) from exc
-        failed = [tp.error for tp in found if tp.error is not None]
-        if failed:
-            raise refused(self._settings, "reading committed offsets", failed[0])
-        return {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
+        return committed_offsets(self._consumer, self._settings, partitions, _TIMEOUT_S)
 
     def earliest(self, partition: PartitionKey) -> int:
         """The first offset the broker still retains."""

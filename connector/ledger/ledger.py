@@ -520,11 +520,6 @@ class Ledger:
         rewind): a later call that finds less raises ``LedgerBehind``."""
         self._known.update(positions)
 
-    def forget(self, partitions: Iterable[PartitionKey]) -> None:
-        """Partitions this process no longer reads (revoked): another replica moves them."""
-        for partition in partitions:
-            self._known.pop(partition, None)
-
     def known(self) -> dict[PartitionKey, int]:
         return dict(self._known)
 

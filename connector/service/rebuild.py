@@ -27,7 +27,6 @@ applied, writing nothing.
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 import time
 from collections import Counter
@@ -50,8 +49,6 @@ from connector.retrying import LoopHealth, retry_step
 from connector.settings import Settings
 
 __all__ = ["Rebuild", "RebuildStopped", "run_rebuild"]
-
-log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S: Final = 5.0
 # The ledger's own key families under the shop's hash tag (connector.keys.Keys).
