@@ -124,3 +124,15 @@ class Keys:
     def intent(self, num_iid: int) -> str:
         """Hash: incremental updates recorded before the call, until their outcome is known."""
         return f"{self._shop}:intent:{num_iid}"
+
+    # ------------------------------------------------------------- message service bridge
+
+    @property
+    def tmc_lease(self) -> str:
+        """String with a TTL: held by the one replica bridging Taobao's messages to Kafka."""
+        return f"{self._shop}:tmc:lease"
+
+    def tmc_sent(self, record_id: str) -> str:
+        """String with a TTL: the bridge has produced this event (or alert) and the broker
+        acknowledged it, so a redelivered message does not produce it again."""
+        return f"{self._shop}:tmc:sent:{record_id}"

@@ -15,7 +15,7 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from connector.telemetry import SECONDS_BUCKETS, meter
 
-__all__ = ["IngestGauges", "ProjectionGauges", "SyncMetrics"]
+__all__ = ["BridgeMetrics", "IngestGauges", "ProjectionGauges", "SyncMetrics"]
 
 
 class IngestGauges(Protocol):
@@ -122,4 +122,38 @@ class SyncMetrics:
             "sync.projection.paused",
             callbacks=[_gauge(lambda: [Observation(1 if state.paused else 0)])],
             description="1 while the projection waits out a ban or an outage",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeMetrics:
+    """The message-service bridge's instruments (``connector/tmc/bridge.py``)."""
+
+    messages: Any  # counter: TMC messages consumed, by topic
+    orders: Any  # counter: order events produced to the orders topic, by type
+    lag_s: Any  # histogram: from the Taobao-side change to its event acknowledged
+    meter: Any
+
+    @classmethod
+    def create(cls, provider: MeterProvider | None = None) -> BridgeMetrics:
+        m = meter(provider)
+        return cls(
+            meter=m,
+            messages=m.create_counter("tmc.messages", description="TMC messages consumed"),
+            orders=m.create_counter(
+                "tmc.order_events", description="Order events produced from Taobao's trades"
+            ),
+            lag_s=m.create_histogram(
+                "tmc.lag",
+                unit="s",
+                explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
+                description="From a Taobao-side order change to its event on the orders topic",
+            ),
+        )
+
+    def observe(self, active: Callable[[], bool]) -> None:
+        self.meter.create_observable_gauge(
+            "tmc.bridge.active",
+            callbacks=[_gauge(lambda: [Observation(1 if active() else 0)])],
+            description="1 on the replica that holds the bridge's lease",
         )

@@ -139,8 +139,23 @@ class TaobaoSettings(_Group):
     backoff_base_s: PositiveFloat = 0.2
     backoff_max_s: PositiveFloat = 5.0
     max_connections: int = Field(default=8, ge=1)
+    # The message-service bridge: Taobao's own orders, read from TMC, produced to the
+    # orders topic (connector/tmc/bridge.py). One replica at a time runs it.
+    tmc_enabled: bool = False
+    tmc_group: str = Field(default="default", min_length=1)
+    tmc_batch: int = Field(default=200, ge=10, le=200)  # messages per consume (TOP: 10-200)
+    # After a short batch, wait this long before consuming again; each empty answer
+    # doubles the wait up to tmc_idle_max_s (every consume is a call against the budget).
+    tmc_poll_s: PositiveFloat = 1.0
+    tmc_idle_max_s: PositiveFloat = 10.0
 
     _parse_method_qps = field_validator("method_qps", mode="before")(_json_object)
+
+    @model_validator(mode="after")
+    def _idle_after_poll(self) -> Self:
+        if self.tmc_idle_max_s < self.tmc_poll_s:
+            raise ValueError("TAOBAO_TMC_IDLE_MAX_S must not be below TAOBAO_TMC_POLL_S")
+        return self
 
 
 class RedisSettings(_Group):

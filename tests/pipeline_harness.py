@@ -146,15 +146,22 @@ class Harness:
             producer.close()
 
     async def read(
-        self, topic: str, expected: int, *, timeout_s: float = 30, settle: bool = True
+        self,
+        topic: str,
+        expected: int,
+        *,
+        timeout_s: float = 30,
+        settle: bool = True,
+        partitions: int = 1,
     ) -> list[Inbound]:
-        """Every message of a one-partition output topic, once at least ``expected`` are there.
+        """Every message of a topic (one partition unless told), once at least ``expected``
+        are there.
 
         With ``settle`` it returns only once the topic has also gone quiet (so a count that
         is too high shows); without, as soon as ``expected`` are there.
         """
         return await asyncio.to_thread(
-            _read, self.kafka.bootstrap_servers, topic, expected, timeout_s, settle
+            _read, self.kafka.bootstrap_servers, topic, expected, timeout_s, settle, partitions
         )
 
     async def results(self, expected: int, **kw: Any) -> list[SyncResult]:
@@ -171,13 +178,13 @@ class Harness:
 
 
 def _read(
-    bootstrap: str, topic: str, expected: int, timeout_s: float, settle: bool
+    bootstrap: str, topic: str, expected: int, timeout_s: float, settle: bool, partitions: int
 ) -> list[Inbound]:
     # Assign mode: no consumer group to join, so reading takes milliseconds, not seconds.
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False}
     )
-    consumer.assign([TopicPartition(topic, 0, 0)])
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     found: list[Inbound] = []
     deadline = time.monotonic() + timeout_s
     try:

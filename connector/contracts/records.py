@@ -56,6 +56,9 @@ class AlertKind(StrEnum):
     CALL_LIMITED = "CALL_LIMITED"
     LEDGER_LOST = "LEDGER_LOST"
     LEDGER_BEHIND = "LEDGER_BEHIND"
+    # A Taobao-side order line the bridge cannot hand to the ledger (no merchant code on
+    # the listing, or a trade Taobao no longer knows).
+    TAOBAO_ORDER_UNMAPPED = "TAOBAO_ORDER_UNMAPPED"
 
 
 class Severity(StrEnum):

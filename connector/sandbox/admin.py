@@ -63,6 +63,10 @@ async def admin_state(request: web.Request) -> web.Response:
                 "limit": state.quota.limit,
                 "used_today": state.quota.used(state.config.app_key, state.wall()),
             },
+            "tmc": {
+                "topics": state.tmc.topics() if state.tmc.permitted is not None else None,
+                "unconfirmed": state.tmc.pending(),
+            },
             "faults": state.faults.to_json(),
             "zero_onsale": state.config.zero_onsale,
             "time": format_timestamp(state.now()),

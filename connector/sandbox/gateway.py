@@ -29,8 +29,9 @@ Admin and inspection (JSON; not part of TOP):
 
 ``GET /sandbox/state``
     every item with every field and its SKUs, the warehouse records, active bans
-    (``bans``: app key -> seconds left, absent once the ban is over), the fault config and
-    the ``zero_onsale`` mode.
+    (``bans``: app key -> seconds left, absent once the ban is over), the daily quota, the
+    message service (``tmc``: the permitted topics, ``null`` before a permit, and how many
+    messages are unconfirmed), the fault config and the ``zero_onsale`` mode.
 ``GET /sandbox/calls?since=SEQ&limit=N``
     logged calls with ``seq > since`` (at most ``limit``, default 10000) and ``next`` (the
     last seq returned, to pass back as ``since``). Every ``/router/rest`` and ``/token``

@@ -16,7 +16,7 @@ examples: UNCONFIRMED.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from connector.sandbox.api_types import Api, CallContext, Runner
@@ -169,6 +169,8 @@ def trade_to_json(trade: Trade, fields: frozenset[str], simplify: bool) -> Body:
         "status": trade.status,
         "refund_status": "SUCCESS" if trade.refund_id else "NO_REFUND",
         "sub_stock": trade.sub_stock,
+        "consign_time": _time(trade.consign_time),
+        "end_time": _time(trade.end_time),
     }
     view = {
         "tid": trade.tid,
@@ -181,16 +183,21 @@ def trade_to_json(trade: Trade, fields: frozenset[str], simplify: bool) -> Body:
         "buyer_nick": BUYER_NICK,
         "created": format_timestamp(trade.created),
         "modified": format_timestamp(trade.modified),
-        "pay_time": None if trade.pay_time is None else format_timestamp(trade.pay_time),
-        "consign_time": (
-            None if trade.consign_time is None else format_timestamp(trade.consign_time)
-        ),
-        "end_time": None if trade.end_time is None else format_timestamp(trade.end_time),
+        "pay_time": _time(trade.pay_time),
+        "consign_time": _time(trade.consign_time),
+        "end_time": _time(trade.end_time),
     }
     out = pick(view, fields)
-    if "orders" in fields or "order" in fields:
-        out["orders"] = wrap([pick(order, None)], "order", simplify)
+    # "orders" names every sub-order field; "orders.oid,orders.num" names some of them.
+    named = {f.removeprefix("orders.") for f in fields if f.startswith("orders.")}
+    if "orders" in fields or "order" in fields or named:
+        wanted = None if "orders" in fields or "order" in fields else frozenset(named)
+        out["orders"] = wrap([pick(order, wanted)], "order", simplify)
     return out
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else format_timestamp(value)
 
 
 TRADE_APIS: Final[Mapping[str, Api]] = {

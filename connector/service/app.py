@@ -2,7 +2,9 @@
 
 Two loops run in one process and share nothing but the ledger (and an in-process wake-up):
 ingest (Kafka -> ledger -> Kafka) and the projection (ledger -> Taobao -> Kafka). Either
-failing for good ends both, so the process exits and Kubernetes restarts it.
+failing for good ends both, so the process exits and Kubernetes restarts it. With
+``TAOBAO_TMC_ENABLED`` a third task bridges Taobao's own orders into the orders topic
+(``connector.tmc.bridge``); it reaches the ledger only through that topic.
 
 No component opens a connection in its constructor; ``Connector.start`` does, and checks
 each dependency once so a wrong setting fails at start-up with one message naming it.
@@ -35,7 +37,7 @@ from connector.kafka import (
 from connector.keys import Keys
 from connector.ledger.guard import LedgerGuard
 from connector.ledger.ledger import Ledger
-from connector.metrics import SyncMetrics
+from connector.metrics import BridgeMetrics, SyncMetrics
 from connector.push.loop import ProjectionLoop, ProjectionState
 from connector.push.mapping import MappingCache
 from connector.push.projection import TaobaoProjection
@@ -44,6 +46,7 @@ from connector.retrying import Startup, wait_for_dependency
 from connector.settings import Settings
 from connector.taobao.client import TopClient, build_http_client
 from connector.telemetry import TaobaoMetrics, get_tracer
+from connector.tmc.bridge import TmcBridge
 
 __all__ = ["Connector"]
 
@@ -67,6 +70,8 @@ class Connector:
     projection_loop: ProjectionLoop
     guard: LedgerGuard  # both loops stop while the ledger is lost
     offsets: PartitionReader  # the group's committed offsets, read outside the group
+    bridge: TmcBridge | None = None  # Taobao's own orders into the orders topic
+    bridge_producer: EventProducer | None = None
 
     @classmethod
     async def start(
@@ -181,6 +186,21 @@ class Connector:
             guard=guard,
             offsets=offsets,
         )
+        bridge, bridge_producer = None, None
+        if settings.taobao.tmc_enabled:
+            bridge_producer = EventProducer(kafka)
+            bridge = TmcBridge(
+                client=client,
+                redis=redis,
+                keys=keys,
+                producer=bridge_producer,
+                codec=codec,
+                kafka=kafka,
+                taobao=settings.taobao,
+                dedupe_ttl_s=sync.dedupe_ttl_s,
+                metrics=BridgeMetrics.create(meter_provider),
+                tracer=tracer,
+            )
         await waiting("the Taobao session in Redis", client.prepare)
         return cls(
             settings,
@@ -196,6 +216,8 @@ class Connector:
             projection_loop,
             guard,
             offsets,
+            bridge,
+            bridge_producer,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -205,6 +227,8 @@ class Connector:
             async with asyncio.TaskGroup() as loops:
                 loops.create_task(self.ingest.run(stop), name="ingest")
                 loops.create_task(self.projection_loop.run(stop), name="projection")
+                if self.bridge is not None:
+                    loops.create_task(self.bridge.run(stop), name="tmc-bridge")
         except BaseExceptionGroup as failed:
             # Surface the loop's own error (one line naming what to fix), not the group.
             raise _first_leaf(failed) from failed
@@ -212,7 +236,9 @@ class Connector:
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self.consumer.close)
-        for client in (self.producer, self.push_producer, self.offsets):
+        for client in (self.producer, self.push_producer, self.bridge_producer, self.offsets):
+            if client is None:
+                continue
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(client.close)
         await self.http.aclose()

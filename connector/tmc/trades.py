@@ -1,42 +1,44 @@
-"""Taobao's own orders as the ledger's events: what each message-service (TMC) trade message
-means for stock. Pure; the bridge that consumes the messages and fetches the trades is I/O.
+"""Taobao's own orders as the ledger's events: what a trade's state means for stock. Pure;
+the bridge that consumes the message service (TMC) and fetches the trades is I/O.
 
 A Taobao trade (``tid``) has one or more sub-orders (``oid``), one item or SKU each. Each
-sub-order is its own order in the ledger (``order_id`` ``<tid>:<oid>``), so a message that
-names one ``oid`` (a partial close) moves only that line, and two sub-orders of the same
-SKU never share a line. The ledger's order types map the messages as Taobao's stock moves
-(reference §5.3 topics; the ledger's rules in ``connector.ledger.stock``):
+sub-order is its own order in the ledger (``order_id`` ``<tid>:<oid>``), so a partial
+close or shipment moves only its line, and two sub-orders of the same SKU never share a
+line.
 
-================================  ===========  ==========================================
-message                           ledger       why
-================================  ===========  ==========================================
-``taobao_trade_TradeCreate``      created      the buyer ordered: the quantity is taken
-                                               from sale (Taobao deducts it, or holds it
-                                               until payment)
-``taobao_trade_TradeClose``,      cancelled    closed before shipment: released (after
-``…CloseAndModifyDetailOrder``                 shipment nothing is reserved any more)
-``taobao_trade_TradeSellerShip``  shipped      the lines whose own status says they left
-                                               (a partial shipment ships only those)
-``taobao_refund_RefundSuccess``   cancelled    a line that never shipped: released
-                                  refunded     a shipped one: no stock change (returned
-                                               goods come back as a warehouse return)
-``TradeBuyerPay`` and the rest    –            nothing new for stock
-================================  ===========  ==========================================
+The events come from the trade *as it stands*, not from the message that announced a
+change: a message only says "trade ``tid`` changed". Each line's history is replayed from
+its current status, in the order the ledger needs it (reference §5.3 status values):
 
-A message naming a sub-order (``oid``) moves only that line for a close or a refund; one
-that names a sub-order the trade does not have moves nothing and reports the trade's
-lines (alerted). ``TradePartlyRefund`` is not mapped yet: whether it ends a line is
-UNCONFIRMED.
+=================================================  =========================================
+the line now                                       events (in this order)
+=================================================  =========================================
+any status (the buyer ordered)                     created: taken from sale (Taobao deducts
+                                                   it, or holds it until payment)
+shipped: ``WAIT_BUYER_CONFIRM_GOODS``,             + shipped
+``TRADE_BUYER_SIGNED``, ``TRADE_FINISHED``, or
+closed after its consign time
+closed (``TRADE_CLOSED``, ``…_BY_TAOBAO``)         + cancelled when it never shipped (the
+                                                   reservation is released), refunded when
+                                                   it had (no stock change: returned goods
+                                                   come back as a warehouse return)
+=================================================  =========================================
 
-Event ids are deterministic (``taobao:<tid>:<oid>:<type>``): a redelivered message, or the
-same change seen twice, is one event for the ledger's de-duplication. Ids are integers of
-any size (Taobao's exceed 2^53; Python's int keeps them exact).
+So messages that arrive out of order, twice, or not at all (a ``TradeClose`` before its
+``TradeCreate``, a lost ``TradeSellerShip``) still give every line its events in the order
+above: the ledger never sees a cancellation before the reservation it releases. Event ids
+are deterministic (``taobao:<tid>:<oid>:<type>``), so an event derived again from a later
+message is a duplicate the ledger (and the bridge's own record of what it sent) drops. Ids
+are integers of any size (Taobao's exceed 2^53; Python's int keeps them exact).
+
+UNCONFIRMED: how a partial refund (``TradePartlyRefund``) shows on the sub-order's status;
+a line is read as closed only when its own status says so.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -44,31 +46,44 @@ from connector.contracts.events import OrderEvent, OrderLine, OrderType
 from connector.taobao.protocol import parse_timestamp, unwrap_list
 
 __all__ = [
-    "EFFECTS",
+    "ITEM_TOPICS",
+    "TRADE_FIELDS",
     "TRADE_TOPICS",
     "TaobaoTrade",
     "TmcMessage",
     "TradeLine",
+    "line_history",
     "merchant_code",
-    "order_events",
     "parse_message",
     "parse_trade",
+    "trade_events",
 ]
 
-EFFECTS: Final[Mapping[str, OrderType]] = {
-    "taobao_trade_TradeCreate": OrderType.CREATED,
-    "taobao_trade_TradeClose": OrderType.CANCELLED,
-    "taobao_trade_TradeCloseAndModifyDetailOrder": OrderType.CANCELLED,
-    "taobao_trade_TradeSellerShip": OrderType.SHIPPED,
-    "taobao_refund_RefundSuccess": OrderType.REFUNDED,
-}
-# A sub-order's own status before its goods left (reference §5.3 status values).
-NOT_SHIPPED: Final = frozenset({"TRADE_NO_CREATE_PAY", "WAIT_BUYER_PAY", "WAIT_SELLER_SEND_GOODS",
-                                "PAY_PENDING", "WAIT_PRE_AUTH_CONFIRM"})  # fmt: skip
+# Every trade topic the bridge permits: each means "read this trade again".
+TRADE_TOPICS: Final = (
+    "taobao_trade_TradeCreate",
+    "taobao_trade_TradeBuyerPay",
+    "taobao_trade_TradeClose",
+    "taobao_trade_TradeCloseAndModifyDetailOrder",
+    "taobao_trade_TradeSellerShip",
+    "taobao_trade_TradeSuccess",
+    "taobao_trade_TradePartlyRefund",
+    "taobao_refund_RefundSuccess",
+)
+# Item topics: what happened to a listing on Taobao's side (a hand edit, a sell-out).
+ITEM_TOPICS: Final = (
+    "taobao_item_ItemStockChanged",
+    "taobao_item_ItemDownshelf",
+    "taobao_item_ItemUpshelf",
+)
+# The fields a trade is read with (taobao.trades.sold.increment.get, taobao.trade.fullinfo.get).
+TRADE_FIELDS: Final = (
+    "tid,status,created,modified,consign_time,end_time,"
+    "orders.oid,orders.num_iid,orders.sku_id,orders.outer_iid,orders.outer_sku_id,"
+    "orders.num,orders.status,orders.consign_time,orders.end_time"
+)
+SHIPPED: Final = frozenset({"WAIT_BUYER_CONFIRM_GOODS", "TRADE_BUYER_SIGNED", "TRADE_FINISHED"})
 CLOSED: Final = frozenset({"TRADE_CLOSED", "TRADE_CLOSED_BY_TAOBAO"})
-# Every trade topic the bridge permits (the others carry nothing for stock, but are
-# consumed and confirmed so they do not pile up).
-TRADE_TOPICS: Final = (*EFFECTS, "taobao_trade_TradeBuyerPay", "taobao_trade_TradePartlyRefund")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,16 +92,15 @@ class TmcMessage:
     topic: str
     content: Mapping[str, Any]
     pub_time_ms: int
+    user_nick: str | None = None
 
     @property
     def tid(self) -> int | None:
-        value = self.content.get("tid")
-        return None if value is None else int(value)
+        return _opt_int(self.content.get("tid"))
 
     @property
-    def oid(self) -> int | None:
-        value = self.content.get("oid")
-        return None if value in (None, "", 0) else int(value)
+    def num_iid(self) -> int | None:
+        return _opt_int(self.content.get("num_iid"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +112,8 @@ class TradeLine:
     outer_iid: str | None  # the item's merchant code (an item without SKUs)
     quantity: int
     status: str | None = None  # the sub-order's own status, where the trade says it
+    consign_ms: int | None = None
+    end_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +122,19 @@ class TaobaoTrade:
     status: str
     modified_ms: int
     lines: tuple[TradeLine, ...]
-    consigned: bool = False  # the trade has a consign (shipment) time
+    created_ms: int = 0
+    consign_ms: int | None = None  # the trade's consign (shipment) time
+    end_ms: int | None = None
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value in (None, "", 0, "0") else int(value)
+
+
+def _ms(value: Any) -> int | None:
+    if not value:
+        return None
+    return int(parse_timestamp(str(value)).timestamp() * 1000)
 
 
 def parse_message(raw: Mapping[str, Any]) -> TmcMessage:
@@ -114,91 +142,86 @@ def parse_message(raw: Mapping[str, Any]) -> TmcMessage:
     (parsed so that big ids stay exact integers)."""
     content = raw.get("content") or "{}"
     parsed = json.loads(content) if isinstance(content, str) else dict(content)
-    pub_time = raw.get("pub_time")
-    pub_ms = int(parse_timestamp(str(pub_time)).timestamp() * 1000) if pub_time else 0
-    return TmcMessage(int(raw["id"]), str(raw["topic"]), parsed, pub_ms)
+    nick = raw.get("user_nick")
+    return TmcMessage(
+        int(raw["id"]),
+        str(raw["topic"]),
+        parsed if isinstance(parsed, dict) else {},
+        _ms(raw.get("pub_time")) or 0,
+        str(nick) if nick else None,
+    )
 
 
 def parse_trade(raw: Mapping[str, Any]) -> TaobaoTrade:
     """A ``trade`` of ``taobao.trade.fullinfo.get`` / ``taobao.trades.sold.increment.get``
-    (fields ``tid,status,modified,orders``)."""
+    (fields ``TRADE_FIELDS``)."""
     lines = tuple(
         TradeLine(
             oid=int(order["oid"]),
             num_iid=int(order["num_iid"]),
-            sku_id=int(order["sku_id"]) if order.get("sku_id") else None,
+            sku_id=_opt_int(order.get("sku_id")),
             outer_sku_id=order.get("outer_sku_id") or None,
             outer_iid=order.get("outer_iid") or None,
             quantity=int(order["num"]),
             status=order.get("status") or None,
+            consign_ms=_ms(order.get("consign_time")),
+            end_ms=_ms(order.get("end_time")),
         )
         for order in unwrap_list(raw.get("orders"), "order")
     )
-    modified = raw.get("modified")
-    modified_ms = int(parse_timestamp(str(modified)).timestamp() * 1000) if modified else 0
+    modified_ms = _ms(raw.get("modified")) or 0
     return TaobaoTrade(
         int(raw["tid"]),
         str(raw.get("status", "")),
         modified_ms,
         lines,
-        consigned=bool(raw.get("consign_time")),
+        created_ms=_ms(raw.get("created")) or modified_ms,
+        consign_ms=_ms(raw.get("consign_time")),
+        end_ms=_ms(raw.get("end_time")),
     )
 
 
-def order_events(
-    message: TmcMessage,
-    trade: TaobaoTrade,
-    *,
-    code_of: Callable[[TradeLine], str | None],
-    shop: str,
+def line_history(line: TradeLine, trade: TaobaoTrade) -> list[tuple[OrderType, int]]:
+    """The ledger events this line's current state implies, in order, with when each
+    happened (as far as the trade says)."""
+    status = line.status or trade.status
+    consigned = line.consign_ms or trade.consign_ms
+    ended = line.end_ms or trade.end_ms or trade.modified_ms
+    history = [(OrderType.CREATED, trade.created_ms)]
+    shipped = status in SHIPPED or (status in CLOSED and consigned is not None)
+    if shipped:
+        history.append((OrderType.SHIPPED, consigned or trade.modified_ms))
+    if status in CLOSED:
+        history.append((OrderType.REFUNDED if shipped else OrderType.CANCELLED, ended))
+    return history
+
+
+def trade_events(
+    trade: TaobaoTrade, *, code_of: Callable[[TradeLine], str | None], shop: str
 ) -> tuple[list[OrderEvent], list[TradeLine]]:
-    """The ledger events one message means (none for a topic without a stock effect), and
+    """The ledger events the trade's state implies (every line, in lifecycle order), and
     the lines whose merchant code is unknown (they cannot reach the ledger: alerted)."""
-    kind = EFFECTS.get(message.topic)
-    if kind is None:
-        return [], []
-    lines: Sequence[TradeLine] = trade.lines
-    named = message.oid
-    if named is not None and kind in (OrderType.CANCELLED, OrderType.REFUNDED):
-        lines = [line for line in trade.lines if line.oid == named]
-        if not lines:
-            return [], list(trade.lines)  # a sub-order this trade does not have
     events: list[OrderEvent] = []
     unknown: list[TradeLine] = []
-    for line in lines:
-        line_kind = _line_kind(kind, line, trade)
-        if line_kind is None:
-            continue
+    for line in trade.lines:
         code = code_of(line)
         if code is None:
             unknown.append(line)
             continue
-        kind_here = line_kind
-        events.append(
-            OrderEvent(
-                event_id=f"taobao:{trade.tid}:{line.oid}:{kind_here.value}",
-                order_id=f"{trade.tid}:{line.oid}",
-                channel="taobao",
-                shop=shop,
-                type=kind_here,
-                lines=(OrderLine(code, line.quantity),),
-                occurred_at_ms=message.pub_time_ms or trade.modified_ms,
+        order_id = f"{trade.tid}:{line.oid}"
+        for kind, at_ms in line_history(line, trade):
+            events.append(
+                OrderEvent(
+                    event_id=f"taobao:{order_id}:{kind.value}",
+                    order_id=order_id,
+                    channel="taobao",
+                    shop=shop,
+                    type=kind,
+                    lines=(OrderLine(code, line.quantity),),
+                    occurred_at_ms=at_ms,
+                )
             )
-        )
     return events, unknown
-
-
-def _line_kind(kind: OrderType, line: TradeLine, trade: TaobaoTrade) -> OrderType | None:
-    """What the message means for this line (``None``: nothing)."""
-    if kind is OrderType.SHIPPED:
-        shipped = line.status is None or line.status not in NOT_SHIPPED | CLOSED
-        return OrderType.SHIPPED if shipped else None
-    if kind is OrderType.REFUNDED:
-        before_shipment = line.status in NOT_SHIPPED or (
-            line.status in CLOSED and not trade.consigned
-        )
-        return OrderType.CANCELLED if before_shipment else OrderType.REFUNDED
-    return kind
 
 
 def merchant_code(line: TradeLine) -> str | None:

@@ -8,20 +8,23 @@ from datetime import datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
+from connector.contracts.events import OrderEvent
 from connector.contracts.events import OrderType
 from connector.taobao.protocol import CHINA_TZ
 from connector.tmc.trades import (
+    TaobaoTrade,
     TmcMessage,
     merchant_code,
-    order_events,
     parse_message,
     parse_trade,
+    trade_events,
 )
 
 TID = 2**60 + 11  # beyond 2^53, as Taobao's are
 TRADE = {
     "tid": TID,
     "status": "WAIT_BUYER_PAY",
+    "created": "2026-12-01 15:59:00",
     "modified": "2026-12-01 16:00:00",
     "orders": {
         "order": [
@@ -44,18 +47,33 @@ def message(topic: str, **content: object) -> TmcMessage:
 
 
 def test_a_message_parses_with_its_big_ids_exact() -> None:
-    parsed = message("taobao_trade_TradeCreate", oid=TID + 1)
-    assert (parsed.tid, parsed.oid, parsed.id) == (TID, TID + 1, 2**53 + 5)
+    parsed = message("taobao_trade_TradeClose", num_iid=2**55 + 3)
+    assert (parsed.tid, parsed.num_iid, parsed.id) == (TID, 2**55 + 3, 2**53 + 5)
     china = datetime(2026, 12, 1, 16, 0, 1, tzinfo=CHINA_TZ)  # pub_time is China time
     assert parsed.pub_time_ms == int(china.timestamp() * 1000)
 
 
-def test_a_create_reserves_every_line_once_each() -> None:
-    trade = parse_trade(TRADE)
-    events, unknown = order_events(
-        message("taobao_trade_TradeCreate"), trade, code_of=merchant_code, shop="tmall-1"
-    )
+def events_of(trade: TaobaoTrade) -> list[OrderEvent]:
+    events, unknown = trade_events(trade, code_of=merchant_code, shop="tmall-1")
     assert unknown == []
+    return events
+
+
+def kinds(trade: TaobaoTrade) -> list[tuple[str, OrderType]]:
+    return [(e.lines[0].sku, e.type) for e in events_of(trade)]
+
+
+def with_statuses(*statuses: str, consign_time: str | None = None) -> TaobaoTrade:
+    raw = json.loads(json.dumps(TRADE))
+    for order, status in zip(raw["orders"]["order"], statuses, strict=True):
+        order["status"] = status
+    if consign_time:
+        raw["consign_time"] = consign_time
+    return parse_trade(raw)
+
+
+def test_a_new_trade_reserves_every_line_once_each() -> None:
+    events = events_of(parse_trade(TRADE))
     seen = [(e.event_id, e.order_id, e.type, e.lines[0].sku, e.lines[0].quantity) for e in events]
     first, second = f"{TID}:{TID + 1}", f"{TID}:{TID + 2}"
     assert seen == [
@@ -63,93 +81,74 @@ def test_a_create_reserves_every_line_once_each() -> None:
         (f"taobao:{second}:created", second, OrderType.CREATED, "MUG-WHITE", 1),
     ]
     assert all(e.channel == "taobao" and e.shop == "tmall-1" for e in events)
+    created = datetime(2026, 12, 1, 15, 59, tzinfo=CHINA_TZ)
+    assert events[0].occurred_at_ms == int(created.timestamp() * 1000)
 
 
-def test_a_close_naming_one_sub_order_cancels_only_that_line() -> None:
-    events, _ = order_events(
-        message("taobao_trade_TradeClose", oid=TID + 2),
-        parse_trade(TRADE),
-        code_of=merchant_code,
-        shop="s",
-    )
-    assert [(e.order_id, e.type) for e in events] == [(f"{TID}:{TID + 2}", OrderType.CANCELLED)]
+def test_a_closed_line_is_reserved_then_released_in_that_order() -> None:
+    # A close seen before (or without) its create still reserves first: the ledger never
+    # sees a release before the reservation it releases.
+    assert kinds(with_statuses("TRADE_CLOSED", "WAIT_SELLER_SEND_GOODS")) == [
+        ("TSHIRT-RED-M", OrderType.CREATED),
+        ("TSHIRT-RED-M", OrderType.CANCELLED),
+        ("MUG-WHITE", OrderType.CREATED),
+    ]
 
 
-def test_ship_refund_and_the_topics_without_a_stock_effect() -> None:
-    trade = parse_trade(TRADE)
-    kinds = {
-        topic: [e.type for e in order_events(message(topic), trade, code_of=merchant_code,
-                                             shop="s")[0]]
-        for topic in ("taobao_trade_TradeSellerShip", "taobao_refund_RefundSuccess",
-                      "taobao_trade_TradeBuyerPay", "taobao_item_ItemStockChanged")
-    }  # fmt: skip
-    assert kinds == {
-        "taobao_trade_TradeSellerShip": [OrderType.SHIPPED] * 2,
-        "taobao_refund_RefundSuccess": [OrderType.REFUNDED] * 2,
-        "taobao_trade_TradeBuyerPay": [],
-        "taobao_item_ItemStockChanged": [],
-    }
+def test_a_partial_shipment_ships_only_the_lines_that_left() -> None:
+    assert kinds(with_statuses("WAIT_BUYER_CONFIRM_GOODS", "WAIT_SELLER_SEND_GOODS")) == [
+        ("TSHIRT-RED-M", OrderType.CREATED),
+        ("TSHIRT-RED-M", OrderType.SHIPPED),
+        ("MUG-WHITE", OrderType.CREATED),
+    ]
+
+
+def test_a_refund_after_shipment_ships_then_refunds() -> None:
+    trade = with_statuses("TRADE_CLOSED", "TRADE_FINISHED", consign_time="2026-12-01 17:00:00")
+    assert kinds(trade) == [
+        ("TSHIRT-RED-M", OrderType.CREATED),
+        ("TSHIRT-RED-M", OrderType.SHIPPED),
+        ("TSHIRT-RED-M", OrderType.REFUNDED),
+        ("MUG-WHITE", OrderType.CREATED),
+        ("MUG-WHITE", OrderType.SHIPPED),
+    ]
+
+
+def test_a_line_status_decides_over_the_trade_status() -> None:
+    raw = json.loads(json.dumps(TRADE))
+    raw["status"] = "TRADE_CLOSED"  # the trade says closed, but one line has its own status
+    raw["orders"]["order"][1]["status"] = "WAIT_SELLER_SEND_GOODS"
+    assert kinds(parse_trade(raw)) == [
+        ("TSHIRT-RED-M", OrderType.CREATED),
+        ("TSHIRT-RED-M", OrderType.CANCELLED),
+        ("MUG-WHITE", OrderType.CREATED),
+    ]
 
 
 def test_a_line_without_a_merchant_code_is_reported_not_guessed() -> None:
     raw = json.loads(json.dumps(TRADE))
     raw["orders"]["order"][0]["outer_sku_id"] = ""
-    events, unknown = order_events(
-        message("taobao_trade_TradeCreate"), parse_trade(raw), code_of=merchant_code, shop="s"
-    )
+    events, unknown = trade_events(parse_trade(raw), code_of=merchant_code, shop="s")
     assert [e.lines[0].sku for e in events] == ["MUG-WHITE"]
     assert [line.oid for line in unknown] == [TID + 1]
 
 
-@given(st.sampled_from(["taobao_trade_TradeCreate", "taobao_trade_TradeClose",
-                        "taobao_trade_TradeSellerShip"]))  # fmt: skip
-def test_a_redelivered_message_is_the_same_events(topic: str) -> None:
-    trade = parse_trade(TRADE)
-    first, _ = order_events(message(topic), trade, code_of=merchant_code, shop="s")
-    again, _ = order_events(message(topic), trade, code_of=merchant_code, shop="s")
-    assert first == again
+STATUSES = ["WAIT_BUYER_PAY", "WAIT_SELLER_SEND_GOODS", "WAIT_BUYER_CONFIRM_GOODS",
+            "TRADE_FINISHED", "TRADE_CLOSED", "TRADE_CLOSED_BY_TAOBAO"]  # fmt: skip
+LIFECYCLE = [OrderType.CREATED, OrderType.SHIPPED, OrderType.CANCELLED, OrderType.REFUNDED]
 
 
-def with_statuses(*statuses: str, consign_time: str | None = None) -> dict[str, object]:
-    raw = json.loads(json.dumps(TRADE))
-    for order, status in zip(raw["orders"]["order"], statuses, strict=True):
-        order["status"] = status
-    if consign_time:
-        raw["consign_time"] = consign_time
-    return raw
-
-
-def test_a_partial_shipment_ships_only_the_lines_that_left() -> None:
-    trade = parse_trade(with_statuses("WAIT_BUYER_CONFIRM_GOODS", "WAIT_SELLER_SEND_GOODS"))
-    events, _ = order_events(
-        message("taobao_trade_TradeSellerShip"), trade, code_of=merchant_code, shop="s"
-    )
-    assert [(e.lines[0].sku, e.type) for e in events] == [("TSHIRT-RED-M", OrderType.SHIPPED)]
-
-
-def test_a_refund_releases_a_line_that_never_shipped_and_leaves_a_shipped_one() -> None:
-    never = parse_trade(with_statuses("TRADE_CLOSED", "WAIT_SELLER_SEND_GOODS"))
-    shipped = parse_trade(with_statuses("TRADE_CLOSED", "TRADE_FINISHED", consign_time="x"))
-    refund = message("taobao_refund_RefundSuccess", oid=TID + 1)
-    assert [e.type for e in order_events(refund, never, code_of=merchant_code, shop="s")[0]] == [
-        OrderType.CANCELLED
-    ]
-    assert [e.type for e in order_events(refund, shipped, code_of=merchant_code, shop="s")[0]] == [
-        OrderType.REFUNDED
-    ]
-
-
-def test_a_sub_order_close_and_a_message_naming_a_sub_order_the_trade_lacks() -> None:
-    trade = parse_trade(TRADE)
-    detail = message("taobao_trade_TradeCloseAndModifyDetailOrder", oid=TID + 1)
-    events, _ = order_events(detail, trade, code_of=merchant_code, shop="s")
-    assert [(e.order_id, e.type) for e in events] == [(f"{TID}:{TID + 1}", OrderType.CANCELLED)]
-    events, unknown = order_events(
-        message("taobao_trade_TradeClose", oid=999), trade, code_of=merchant_code, shop="s"
-    )
-    assert events == [] and len(unknown) == 2  # reported, nothing cancelled
-    # A create names the trade as a whole, whatever oid it carries.
-    events, _ = order_events(
-        message("taobao_trade_TradeCreate", oid=TID), trade, code_of=merchant_code, shop="s"
-    )
-    assert len(events) == 2
+@given(st.lists(st.sampled_from(STATUSES), min_size=2, max_size=2), st.booleans())
+def test_every_state_reads_as_a_prefix_of_one_lifecycle(statuses: list[str], shipped: bool) -> None:
+    """Whatever the state, each line's events start with its reservation, never repeat,
+    and a later state's events extend an earlier state's (so events derived from messages
+    seen in any order are one history)."""
+    trade = with_statuses(*statuses, consign_time="2026-12-01 17:00:00" if shipped else None)
+    events = events_of(trade)
+    for code in ("TSHIRT-RED-M", "MUG-WHITE"):
+        mine = [e.type for e in events if e.lines[0].sku == code]
+        assert mine[0] is OrderType.CREATED
+        assert len(set(mine)) == len(mine)
+        assert [LIFECYCLE.index(k) for k in mine] == sorted(LIFECYCLE.index(k) for k in mine)
+        assert not {OrderType.CANCELLED, OrderType.SHIPPED} <= set(mine)
+    assert events == events_of(trade)  # derived again: the same events, the same ids
