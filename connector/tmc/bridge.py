@@ -49,7 +49,7 @@ from connector.tmc import api
 from connector.tmc.batch import BatchOutputs, batch_outputs, trades_named
 from connector.tmc.fetch import TradeReader
 from connector.tmc.sent import SentRecords
-from connector.tmc.trades import ITEM_TOPICS, TRADE_TOPICS, TmcMessage
+from connector.tmc.trades import TRADE_TOPICS, TmcMessage
 
 __all__ = ["LEASE_S", "BridgeState", "TmcBridge"]
 
@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 LEASE_S: Final = 15.0
 PRODUCE_TIMEOUT_S: Final = 30.0
+ROUND_MESSAGES: Final = 1_000  # messages consumed before their trades are read
 RETRY_S: Final = 2.0  # pause before a failed round is tried again
 AUTH_RETRY_S: Final = 30.0
 DEFAULT_SHOP: Final = "taobao"
@@ -69,6 +70,7 @@ class BridgeState:
     active: bool = False  # this replica holds the lease and works
     last_error: str | None = None
     last_round_ms: int = 0
+    messages: int = 0  # consumed since start
 
 
 class TmcBridge:
@@ -131,12 +133,13 @@ class TmcBridge:
             await self._until_permitted(stop, lost)
             idle_s = self._taobao.tmc_poll_s
             while not (stop.is_set() or lost.is_set()):
-                count = await self._round(stop, lost)
-                if count >= self._taobao.tmc_batch:
+                before = self.state.messages
+                if await self._round(stop, lost):
                     idle_s = self._taobao.tmc_poll_s
                     continue  # more are waiting: consume again at once
                 await _pause(stop, idle_s, lost)
-                grown = idle_s * 2 if count == 0 else self._taobao.tmc_poll_s
+                empty = self.state.messages == before
+                grown = idle_s * 2 if empty else self._taobao.tmc_poll_s
                 idle_s = min(self._taobao.tmc_idle_max_s, grown)
         finally:
             keeper.cancel()
@@ -157,7 +160,9 @@ class TmcBridge:
                 return
 
     async def _until_permitted(self, stop: asyncio.Event, lost: asyncio.Event) -> None:
-        topics = (*TRADE_TOPICS, *ITEM_TOPICS)
+        # (The item topics join once item messages are acted on: until then they would
+        # only halve what each consume brings of the trades.)
+        topics = TRADE_TOPICS
         while not (stop.is_set() or lost.is_set()):
             try:
                 await api.permit(self._client, topics)
@@ -167,19 +172,34 @@ class TmcBridge:
             else:
                 return
 
-    async def _round(self, stop: asyncio.Event, lost: asyncio.Event) -> int:
-        """One batch consumed and bridged (retried until done); its size."""
+    async def _consume(self) -> tuple[list[TmcMessage], bool]:
+        """Consume while the answers come full, up to ``ROUND_MESSAGES``: in a sale one scan
+        of the trades then serves several consumes. Whether the last answer was full."""
+        messages: list[TmcMessage] = []
+        size = self._taobao.tmc_batch
+        while True:
+            try:
+                got = await api.consume(self._client, self._taobao.tmc_group, size)
+            except TaobaoError:
+                if not messages:
+                    raise
+                return messages, True  # bridge what is in hand; consume again after
+            messages += got
+            if len(got) < size or len(messages) + size > ROUND_MESSAGES:
+                return messages, len(got) >= size
+
+    async def _round(self, stop: asyncio.Event, lost: asyncio.Event) -> bool:
+        """One round of messages consumed and bridged (retried until done); whether more
+        are waiting."""
         try:
-            messages = await api.consume(
-                self._client, self._taobao.tmc_group, self._taobao.tmc_batch
-            )
+            messages, full = await self._consume()
         except TaobaoError as exc:
             self._failed(exc)
             await _pause(stop, _retry_s(exc), lost)
-            return 0
+            return False
         if not messages:
             self._done()
-            return 0
+            return False
         while not stop.is_set():
             try:
                 await self._bridge(messages)
@@ -190,12 +210,13 @@ class TmcBridge:
                 # Kept in hand and tried again (a lost lease too: what this replica
                 # consumed is only redelivered after the visibility timeout otherwise).
                 await _pause(stop, _retry_s(exc))
-        return len(messages)
+        return full
 
     async def _bridge(self, messages: list[TmcMessage]) -> None:
         with self._tracer.start_as_current_span(
             "tmc bridge batch", attributes={"tmc.messages": len(messages)}
         ) as span:
+            self.state.messages += len(messages)
             for message in messages:
                 self._metrics.messages.add(1, {"topic": message.topic})
             read = await self._reader.read(trades_named(messages))

@@ -2,18 +2,21 @@
 
 A message says only that a trade changed; the bridge needs the trade as it stands after
 that change. ``taobao.trades.sold.increment.get`` returns, 100 a page, every trade modified
-in a window; one window from just before the batch's oldest message up to now covers the
-batch (and, in a sale, the trades whose messages are still queued). Every trade a page
-brings is kept in ``TradeCache``, so the next batches are mostly served without a call;
-what the pages do not hold (a clock skew, a window cut short) is read with
-``taobao.trade.fullinfo.get``, one call each. Paging stops as soon as every trade needed is
-found, and after as many pages as there are trades to find, so a window holding many
-other trades never costs more than reading the batch's trades one by one.
+in a window. The window runs from just before the batch's oldest message (``WINDOW_LEAD``)
+to now, but never from before what an earlier complete scan already covered: in a sale,
+each scan reads what was modified since the last one, and every trade it brings is kept in
+``TradeCache`` for the messages still queued, which are then served without a call. What the
+pages do not hold (a window cut short, a trade that moved between pages while they were
+read) is read with ``taobao.trade.fullinfo.get``, one call each: the scan is an economy,
+never what correctness rests on. Paging stops after as many pages as there are trades to
+find, so a window holding many other trades never costs more than reading the batch's
+trades one by one, and a little after every trade needed is found.
 
 A cached trade stands for a message when it is known to be at least as new as the change
-the message announced: its ``modified`` time is in a later second than the message's
-publication, or it was read at least ``margin_s`` after it (for the clocks and the
-whole-second timestamps).
+the message announced, judged on Taobao's own clock where possible: its ``modified`` time,
+or the newest ``modified`` its scan had returned when it was read (Taobao's clock had
+reached that), is in a later second than the message's publication (Taobao's times are
+whole seconds). Failing that, it was read at least ``margin_ms`` (our clock) after it.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Final, NamedTuple
 
 from connector.errors import TaobaoCallerError
 from connector.taobao.client import TopClient
@@ -35,37 +38,42 @@ __all__ = ["TradeCache", "TradeReader", "TradesRead"]
 
 # How long before a message's publication its trade may have changed (the publication
 # delay is UNCONFIRMED; a trade outside the window is read on its own).
-WINDOW_LEAD: Final = timedelta(seconds=10)
+WINDOW_LEAD_MS: Final = 2_000
 WINDOW_TAIL: Final = timedelta(seconds=5)  # our clock may trail Taobao's
 MAX_WINDOW: Final = timedelta(days=1)
+READ_AHEAD_PAGES: Final = 2  # pages read past the last trade needed, for the next batches
 FULLINFO_CONCURRENCY: Final = 4
+
+
+class _Entry(NamedTuple):
+    trade: TaobaoTrade
+    read_ms: int  # our clock when it was read
+    seen_ms: int  # the newest modified time its scan had returned by then (Taobao's clock)
 
 
 @dataclass
 class TradeCache:
-    """Recently read trades, by ``tid``, with when each was read (epoch ms, our clock)."""
+    """Recently read trades, by ``tid``."""
 
     max_entries: int = 20_000
     max_age_ms: int = 15 * 60_000
     margin_ms: int = 3_000
-    _trades: OrderedDict[int, tuple[TaobaoTrade, int]] = field(default_factory=OrderedDict)
+    _trades: OrderedDict[int, _Entry] = field(default_factory=OrderedDict)
 
     def fresh(self, tid: int, published_ms: int, now_ms: int) -> TaobaoTrade | None:
         """The cached trade if it is as new as a change published at ``published_ms``."""
         entry = self._trades.get(tid)
-        if entry is None:
+        if entry is None or now_ms - entry.read_ms > self.max_age_ms:
             return None
-        trade, read_ms = entry
-        if now_ms - read_ms > self.max_age_ms:
-            return None
-        # Taobao's times are whole seconds: a later second is strictly later.
-        if trade.modified_ms // 1000 > published_ms // 1000:
-            return trade
-        return trade if read_ms >= published_ms + self.margin_ms else None
+        published_s = published_ms // 1000
+        newest_s = max(entry.trade.modified_ms, entry.seen_ms) // 1000
+        if newest_s > published_s or entry.read_ms >= published_ms + self.margin_ms:
+            return entry.trade
+        return None
 
-    def put(self, trades: list[TaobaoTrade], read_ms: int) -> None:
+    def put(self, trades: list[TaobaoTrade], read_ms: int, seen_ms: int = 0) -> None:
         for trade in trades:
-            self._trades[trade.tid] = (trade, read_ms)
+            self._trades[trade.tid] = _Entry(trade, read_ms, seen_ms)
             self._trades.move_to_end(trade.tid)
         while len(self._trades) > self.max_entries:
             self._trades.popitem(last=False)
@@ -94,6 +102,9 @@ class TradeReader:
         self._client = client
         self.cache = cache or TradeCache()
         self._clock_ms = clock_ms
+        # Every trade modified before this (Taobao's clock, a whole second) was returned
+        # by a complete scan, as it stood then; None before the first.
+        self._covered_ms: int | None = None
 
     async def read(self, published: Mapping[int, int]) -> TradesRead:
         """The trades of ``published`` (tid -> when its newest message was published)."""
@@ -106,7 +117,7 @@ class TradeReader:
         needed = {tid: ms for tid, ms in published.items() if tid not in found}
         calls = 0
         if needed:
-            calls += await self._pages(needed, found)
+            calls += await self._scan(needed, found)
         rest = [tid for tid in needed if tid not in found]
         missing: list[int] = []
         if rest:
@@ -114,27 +125,32 @@ class TradeReader:
             missing = await self._one_by_one(rest, found)
         return TradesRead(found, missing, calls)
 
-    async def _pages(self, needed: Mapping[int, int], found: dict[int, TaobaoTrade]) -> int:
-        """Page the modified window(s) until every needed trade is found; the calls made."""
-        start = _at(min(needed.values())) - WINDOW_LEAD
-        end = _at(self._clock_ms()) + WINDOW_TAIL
+    async def _scan(self, needed: Mapping[int, int], found: dict[int, TaobaoTrade]) -> int:
+        """Page the modified window(s) for the needed trades; the calls made."""
+        start_ms = min(needed.values()) - WINDOW_LEAD_MS
+        if self._covered_ms is not None:
+            start_ms = max(start_ms, self._covered_ms)
+        start, end = _at(start_ms), _at(self._clock_ms()) + WINDOW_TAIL
         budget = len(needed)  # never more pages than reading each trade would cost
-        calls = 0
-        while start < end and calls < budget:
+        enough = -(-len(needed) // api.TRADES_PAGE_MAX) + READ_AHEAD_PAGES
+        calls, seen_ms, complete = 0, 0, True
+        while start < end and complete:
             window_end = min(end, start + MAX_WINDOW)
             page_no, more = 1, True
-            while more and calls < budget and any(t not in found for t in needed):
+            while more:
+                if calls >= budget or (calls >= enough and all(t in found for t in needed)):
+                    complete = False
+                    break
                 read_ms = self._clock_ms()
                 page = await api.increment_page(self._client, start, window_end, page_no)
                 calls += 1
-                self.cache.put(page.trades, read_ms)
-                for trade in page.trades:
-                    if trade.tid in needed:
-                        found[trade.tid] = trade
+                seen_ms = max([seen_ms, *(t.modified_ms for t in page.trades)])
+                self.cache.put(page.trades, read_ms, seen_ms)
+                found.update((t.tid, t) for t in page.trades if t.tid in needed)
                 more, page_no = page.has_next, page_no + 1
-            if all(t in found for t in needed):
-                break
             start = window_end
+        if complete and seen_ms:
+            self._covered_ms = max(self._covered_ms or 0, seen_ms - seen_ms % 1000)
         return calls
 
     async def _one_by_one(self, tids: list[int], found: dict[int, TaobaoTrade]) -> list[int]:
@@ -147,9 +163,9 @@ class TradeReader:
                 try:
                     trade = await api.fullinfo(self._client, tid)
                 except TaobaoCallerError as exc:
-                    if "tid" not in (exc.sub_code or "") and "tid" not in str(exc):
+                    if not _no_such_trade(exc):
                         raise
-                    missing.append(tid)  # Taobao does not know this trade
+                    missing.append(tid)
                     return
                 self.cache.put([trade], read_ms)
                 found[tid] = trade
@@ -160,3 +176,11 @@ class TradeReader:
 
 def _at(epoch_ms: int) -> datetime:
     return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+
+
+def _no_such_trade(exc: TaobaoCallerError) -> bool:
+    """Taobao does not know the trade. UNCONFIRMED: the sub code the platform gives for a
+    trade that does not exist (or is not this seller's); an invalid ``tid`` parameter, as
+    the sandbox answers, or a ``trade-not-exist`` code are read as such."""
+    sub_code = exc.sub_code or ""
+    return sub_code.endswith(":tid") or "trade-not-exist" in sub_code

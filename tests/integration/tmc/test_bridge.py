@@ -45,7 +45,9 @@ def harness(kafka_settings: KafkaSettings, sandbox: SandboxServer, redis_url: st
 
 
 def sell(sandbox: SandboxServer, quantity: int, *then: str) -> int:
-    tid = int(admin(sandbox, "POST", "/sandbox/orders", {"num_iid": MUG, "quantity": quantity})["tid"])
+    tid = int(
+        admin(sandbox, "POST", "/sandbox/orders", {"num_iid": MUG, "quantity": quantity})["tid"]
+    )
     for step in then:
         admin(sandbox, "POST", f"/sandbox/orders/{tid}/{step}")
     return tid
@@ -80,15 +82,17 @@ async def test_taobao_orders_reach_the_ledger_once_each_as_their_trades_move(
         # 4 reserved by the unpaid order; the closed one released.
         await wait_for(settled, timeout_s=30, what="the ledger to count Taobao's orders")
         # Taobao agrees once the projection pushed the ledger's figure.
-        await wait_for(
-            lambda: _item(sandbox)["num"] == 53, timeout_s=15, what="Taobao to show 53"
-        )
+        await wait_for(lambda: _item(sandbox)["num"] == 53, timeout_s=15, what="Taobao to show 53")
 
     events = order_ids(harness, await harness.read(harness.kafka.orders_topic, 8, partitions=3))
     assert all(n == 1 for n in events.values()), events  # produced once each
-    kinds = Counter(event_id.rsplit(":", 1)[1] for event_id in events if event_id.startswith("taobao:"))
+    kinds = Counter(
+        event_id.rsplit(":", 1)[1] for event_id in events if event_id.startswith("taobao:")
+    )
     assert kinds == {"created": 4, "shipped": 2, "cancelled": 1, "refunded": 1}
-    assert {f"taobao:{tid}:{tid + 1}:created" for tid in (shipped, closed, refunded, unpaid)} <= set(events)
+    assert {
+        f"taobao:{tid}:{tid + 1}:created" for tid in (shipped, closed, refunded, unpaid)
+    } <= set(events)
     # Calls per Taobao order: consume, confirm and paged trade reads, not one read each.
     reads = calls(sandbox, "taobao.trade.fullinfo.get")
     assert reads == []
@@ -136,11 +140,14 @@ async def test_a_bridge_killed_before_confirming_leaves_the_lines_applied_once(
         stop = asyncio.Event()
         task = asyncio.create_task(second.run(stop))
         try:
+
             async def done() -> bool:
                 return await mug(connector) == (60, 5, 55)
 
             await wait_for(done, timeout_s=20, what="five reservations")
-            await wait_for(lambda: _tmc(sandbox)["unconfirmed"] == 0, timeout_s=20, what="confirmed")
+            await wait_for(
+                lambda: _tmc(sandbox)["unconfirmed"] == 0, timeout_s=20, what="confirmed"
+            )
         finally:
             stop.set()
             await asyncio.wait_for(task, timeout=10)
@@ -175,11 +182,14 @@ async def test_events_produced_again_after_a_crash_are_applied_once(
         stop = asyncio.Event()
         task = asyncio.create_task(second.run(stop))
         try:
+
             async def done() -> bool:
                 return await mug(connector) == (60, 6, 54)
 
             await wait_for(done, timeout_s=20, what="three reservations")
-            await wait_for(lambda: _tmc(sandbox)["unconfirmed"] == 0, timeout_s=20, what="confirmed")
+            await wait_for(
+                lambda: _tmc(sandbox)["unconfirmed"] == 0, timeout_s=20, what="confirmed"
+            )
         finally:
             stop.set()
             await asyncio.wait_for(task, timeout=10)
@@ -210,7 +220,7 @@ async def _bridge(settings: Any, redis_url: str) -> TmcBridge:
     )
 
 
-def AvroCodecFor(settings: Any) -> Any:  # noqa: N802
+def AvroCodecFor(settings: Any) -> Any:
     from connector.contracts.codec import AvroCodec
 
     return AvroCodec.from_settings(settings.kafka)

@@ -8,8 +8,7 @@ from datetime import datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.contracts.events import OrderEvent
-from connector.contracts.events import OrderType
+from connector.contracts.events import OrderEvent, OrderType
 from connector.taobao.protocol import CHINA_TZ
 from connector.tmc.trades import (
     TaobaoTrade,
