@@ -78,7 +78,12 @@ def order_record(event: OrderEvent) -> dict[str, Any]:
         "shop": event.shop,
         "type": event.type.value.upper(),
         "lines": [
-            {"sku": line.sku, "quantity": line.quantity, "warehouse": line.warehouse}
+            {
+                "sku": line.sku,
+                "quantity": line.quantity,
+                "warehouse": line.warehouse,
+                "listing": line.listing,
+            }
             for line in event.lines
         ],
         "occurred_at": event.occurred_at_ms,

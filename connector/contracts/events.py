@@ -45,6 +45,9 @@ class OrderLine(NamedTuple):
     sku: str  # the merchant's SKU code (商家编码, Taobao's outer_id)
     quantity: int  # > 0
     warehouse: str | None = None  # the shipping warehouse, where known
+    # The Taobao listing (``<num_iid>:<sku_id>``) a Taobao-side order sold this line on:
+    # Taobao deducted it there itself (set by the message-service bridge).
+    listing: str | None = None
 
 
 class OrderEvent(NamedTuple):

@@ -58,6 +58,8 @@ MAX_FUTURE_MS: Final = 86_400_000  # clocks drift, but not by a day: a later tim
 # invisible format characters, and "|", which the ledger uses to join key parts.
 _BAD_CODE_CHAR: Final = re.compile(r"[\s|\x00-\x1f\x7f-\x9f\u200b-\u200f\u2060-\u2064\ufeff]")
 
+_LISTING: Final = re.compile(r"^[1-9][0-9]{0,19}:([1-9][0-9]{0,19})?$")
+
 _E = TypeVar("_E")
 
 _ORDER_TYPES: Final = {t.value.upper(): t for t in OrderType}
@@ -72,7 +74,7 @@ def parse_order(
     record: Mapping[str, Any], *, max_quantity: int, max_lines: int, now_ms: int
 ) -> OrderEvent:
     """An ``OrderEvent`` from a decoded ``OrderEvent`` record, or ``InvalidEvent``."""
-    return OrderEvent(
+    event = OrderEvent(
         event_id=_id(record, "event_id"),
         order_id=_id(record, "order_id"),
         channel=_text(record, "channel").lower(),
@@ -81,6 +83,13 @@ def parse_order(
         lines=_lines(record, max_quantity=max_quantity, max_lines=max_lines),
         occurred_at_ms=_timestamp(record, "occurred_at", now_ms),
     )
+    if event.channel != "taobao" and any(line.listing for line in event.lines):
+        # A listing says Taobao took the stock itself: on another channel's order it
+        # would keep that deduction from ever reaching Taobao.
+        raise InvalidEvent(
+            "bad_field", f"lines[].listing is for Taobao's own orders, not channel {event.channel}"
+        )
+    return event
 
 
 def parse_warehouse(record: Mapping[str, Any], *, max_quantity: int, now_ms: int) -> WarehouseEvent:
@@ -135,7 +144,17 @@ def _line(item: Any, index: int, max_quantity: int) -> OrderLine:
     # drop a real reservation, which is worse than shipping from the default warehouse.
     if warehouse is not None and warehouse != "":
         warehouse = _code(item, "warehouse", where)
-    return OrderLine(sku=_code(item, "sku", where), quantity=quantity, warehouse=warehouse or None)
+    listing = item.get("listing")
+    if listing is not None and not (isinstance(listing, str) and _LISTING.match(listing)):
+        raise InvalidEvent(
+            "bad_field", f"{where}.listing must be <num_iid>:<sku_id> (digits), got {listing!r}"
+        )
+    return OrderLine(
+        sku=_code(item, "sku", where),
+        quantity=quantity,
+        warehouse=warehouse or None,
+        listing=listing,
+    )
 
 
 def _movement(quantity: int, move: WarehouseType, max_quantity: int) -> int:

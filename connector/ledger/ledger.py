@@ -91,7 +91,14 @@ from connector.contracts.events import (
 )
 from connector.errors import ConnectorError, DependencyError, LedgerBehind, LedgerLost
 from connector.keys import Keys
-from connector.ledger.outcomes import Effect, EventOutcome, LineOutcome, SkuStock, TaobaoView
+from connector.ledger.outcomes import (
+    Effect,
+    EventOutcome,
+    LineOutcome,
+    PushBase,
+    SkuStock,
+    TaobaoView,
+)
 from connector.ledger.positions import REBUILDING, Marker, PartitionKey, field_of, partition_of
 from connector.ledger.stock import movement_delta
 from connector.redis_client import AsyncRedis
@@ -145,7 +152,7 @@ _EFFECTS: Final[dict[bytes | str, Effect]] = {
     **{e.value: e for e in Effect},
 }
 _T = TypeVar("_T")
-_Line = tuple[str, int, str, str]  # sku, quantity, warehouse, dedupe key
+_Line = tuple[str, int, str, str, str | None]  # sku, quantity, warehouse, dedupe key, listing
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,14 +197,17 @@ class _ChunkBuilder:
         k = self._keys
         order = self._key(k.order(event.order_id)) if isinstance(event, OrderEvent) else 0
         rows = []
-        for sku, quantity, warehouse, dedupe in lines:
+        for sku, quantity, warehouse, dedupe, listing in lines:
             log = self._key(k.movements(sku, warehouse)) if op in _MOVES_STOCK else 0
             # An order line's de-dup value is a field of the order's hash: no key.
             seen = 0 if order else self._key(k.seen(dedupe))
             sku_key = self.skus.get(sku)
             if sku_key is None:  # (a chunk names few SKUs many times: index them once)
                 sku_key = self.skus[sku] = self._key(k.sku(sku))
-            rows.append([sku, quantity, warehouse, dedupe, sku_key, seen, log])
+            row: list[Any] = [sku, quantity, warehouse, dedupe, sku_key, seen, log]
+            if listing:
+                row.append(listing)  # a Taobao-side order: its listing's push base moves
+            rows.append(row)
         self.events.append([op, event.occurred_at_ms, event.event_id, order, rows])
         self.lines += len(lines)
 
@@ -370,15 +380,18 @@ class Ledger:
         """The script's op and its (sku, quantity, warehouse, dedupe key) per line."""
         if isinstance(event, WarehouseEvent):
             if event.type is WarehouseType.STOCKTAKE:
-                return "stocktake", [(event.sku, event.quantity, event.warehouse, event.event_id)]
+                return "stocktake", [
+                    (event.sku, event.quantity, event.warehouse, event.event_id, None)
+                ]
             delta = movement_delta(event)
-            return "move", [(event.sku, delta, event.warehouse, event.event_id)]
+            return "move", [(event.sku, delta, event.warehouse, event.event_id, None)]
         return event.type.value, [
             (
                 line.sku,
                 line.quantity,
                 line.warehouse or self._default_warehouse,
                 line_key(event.order_id, line.sku, event.type),
+                line.listing,
             )
             for line in event.lines
         ]
@@ -542,6 +555,35 @@ class Ledger:
         except RedisError as exc:
             raise DependencyError(f"Redis unreachable for the stock ledger: {exc}") from exc
 
+    async def forget_push_bases(self) -> int:
+        """Drop every listing's push base (``connector.push.bases``), so each listing's
+        next push is an absolute write: after Redis came back behind, the bases it holds
+        miss the increments sent since, which no replay brings back. How many went."""
+        dropped, batch = 0, []
+        async for sku in self.iter_skus():
+            batch.append(sku)
+            if len(batch) >= 500:
+                dropped += await self._drop_bases(batch)
+                batch = []
+        return dropped + (await self._drop_bases(batch) if batch else 0)
+
+    async def _drop_bases(self, skus: list[str]) -> int:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for sku in skus:
+                pipe.hkeys(self._keys.sku(sku))
+            fields = await self._guard(pipe.execute())
+        doomed = {
+            sku: [f for f in _texts(names) if f[:2] in ("b:", "a:", "i:")]
+            for sku, names in zip(skus, fields, strict=True)
+        }
+        doomed = {sku: names for sku, names in doomed.items() if names}
+        if doomed:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for sku, names in doomed.items():
+                    pipe.hdel(self._keys.sku(sku), *names)
+                await self._guard(pipe.execute())
+        return sum(1 for names in doomed.values() for n in names if n.startswith("b:"))
+
     # ------------------------------------------------------------- the outbox
 
     async def mark_reported(self, attempt: str) -> None:
@@ -679,4 +721,11 @@ def _sku_stock(sku: str, row: Mapping[bytes | str, bytes | str]) -> SkuStock:
         pushed=int(fields.get("pushed", 0)),
         taobao_state=fields.get("tb_state"),
         taobao_quantity=int(fields["tb_qty"]) if "tb_qty" in fields else None,
+        # A base with an increment in flight (``i:``) is unknown: Taobao may or may not
+        # have taken it (connector/push/base_store.py).
+        bases={
+            f[2:]: PushBase(int(v), int(fields.get("a:" + f[2:], 0)))
+            for f, v in fields.items()
+            if f.startswith("b:") and "i:" + f[2:] not in fields
+        },
     )

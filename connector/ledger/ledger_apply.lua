@@ -43,7 +43,9 @@
 --                 is another `rebuilding:` one is no ledger to apply to
 --   events        [[op, occurred_at_ms, event_id, order_key (0: none), lines], ...]
 --     op          created | cancelled | shipped | refunded | move | stocktake
---     lines       [[sku, quantity, warehouse, dedupe_key, sku_key, seen_key, log_key], ...];
+--     lines       [[sku, quantity, warehouse, dedupe_key, sku_key, seen_key, log_key
+--                 (, listing)], ...]; listing: a Taobao-side order line's listing
+--                 (`<num_iid>:<sku_id>`), whose push base it moves (move_base);
 --                 *_key are indexes into KEYS (seen_key 0 for order lines, log_key 0 for
 --                 ops that move no on-hand stock); quantity is the line quantity (orders), the signed delta (move)
 --                 or the count (stocktake)
@@ -188,7 +190,8 @@ local function sku_state(k, sku, wh)
     -- dirty: field -> new value; numbers are formatted once, when the chunk writes.
     s = {sku = sku, on_hand = num(h[1]), reserved = num(h[2]), version = num(h[3]),
       known = h[3] ~= false, wh = {[wh] = warehouse(h, 4)}, dirty = {},
-      pushed = num(h[8]), tb_state = h[9], tb_qty = tonumber(h[10]) or false}
+      pushed = num(h[8]), tb_state = h[9], tb_qty = tonumber(h[10]) or false, k = k,
+      bases = {}}
     skus[k] = s
     touched[#touched + 1] = s
   elseif not s.wh[wh] then
@@ -266,7 +269,7 @@ end
 -- ---------------------------------------------------------------- read one line
 
 local function read_line(line, seen)
-  local sku, qty, wh, dedupe, sku_k, seen_k, log_k = unpack(line)
+  local sku, qty, wh, dedupe, sku_k, seen_k, log_k, listing = unpack(line)
   local s, w = sku_state(sku_k, sku, wh)
   -- Every field a line ever gets is named here: a table built with its fields is sized
   -- once (fields added one by one grow it several times), and under 32 fields it takes
@@ -279,7 +282,7 @@ local function read_line(line, seen)
     w = w, on_hand = s.on_hand, reserved = s.reserved, version = s.version, effect = nil,
     dup = nil, d_res = nil, d_wh = nil, log = nil, stocktake = nil, new_state = nil,
     new_line_reserved = nil, state = nil, line_reserved = 0, state_f = nil,
-    reserved_f = nil, seen_f = nil}
+    reserved_f = nil, seen_f = nil, listing = listing}
   local mark = l.seen and string.find(l.seen, '?', 1, true)
   if mark then
     -- Applied by `?<attempt>`, with the figures right after it. By another attempt (a
@@ -301,7 +304,7 @@ end
 
 -- ---------------------------------------------------------------- decide (no writes)
 
-local at, event_id -- of the event being applied
+local at, event_id, op_now -- of the event being applied
 
 -- A movement at or before the warehouse's stocktake is already counted in it.
 local function superseded(l)
@@ -415,9 +418,35 @@ local function append_log(l)
   end
 end
 
+-- A Taobao-side order on a listing the projection pushes by increments: Taobao already
+-- took (created) or gave back (cancelled) that listing's units itself, so its push base
+-- (`b:<listing>`) moves by the same, and the next increment leaves them out
+-- (connector/push/bases.py). A shipment moves nothing on Taobao, whatever the ledger does
+-- with it. Only a base that exists (the projection writes it), and only for an order
+-- placed after the listing's last absolute write (`a:<listing>`), which erased what the
+-- orders before it did; in the same (whole) second a deduction counts as before and a
+-- give-back as after, so a tie leaves Taobao showing less, never more. Read once per
+-- chunk, written with the SKU's other fields.
+local function move_base(l, delta)
+  local s = l.s
+  local b = s.bases[l.listing]
+  if b == nil then
+    local h = redis.call('HMGET', KEYS[s.k], 'b:' .. l.listing, 'a:' .. l.listing)
+    b = {base = tonumber(h[1]), at = tonumber(h[2]) or 0}
+    s.bases[l.listing] = b
+  end
+  if b.base and (at > b.at or (delta > 0 and at == b.at)) then
+    b.base = b.base + delta
+    s.dirty['b:' .. l.listing] = b.base
+  end
+end
+
 local function apply_sku(l)
   local s, w = l.s, l.w
   local d_wh, d_res = l.d_wh or 0, l.d_res or 0
+  if l.listing and d_res ~= 0 and (op_now == 'created' or op_now == 'cancelled') then
+    move_base(l, -d_res)
+  end
   -- A first count of a SKU states its stock even when it is 0: Taobao must hear it once.
   -- (A refund or an early cancel of an unknown SKU states nothing and pushes nothing.)
   if d_wh ~= 0 or d_res ~= 0 or (l.stocktake and not s.known) then
@@ -527,7 +556,7 @@ end
 
 local function apply_event(e)
   local op, order_k, args = e[1], e[4], e[5]
-  at, event_id = e[2], e[3]
+  at, event_id, op_now = e[2], e[3], op
   local lines, o = {}, nil
   if ORDER_OPS[op] then
     -- Per line: its state, its reservation and its de-dup value, in one HMGET.

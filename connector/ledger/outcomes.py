@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
-__all__ = ["Effect", "EventOutcome", "LineOutcome", "SkuStock", "TaobaoView"]
+__all__ = ["Effect", "EventOutcome", "LineOutcome", "PushBase", "SkuStock", "TaobaoView"]
 
 
 class Effect(StrEnum):
@@ -60,6 +60,18 @@ class EventOutcome(NamedTuple):
         return all(line.duplicate and not line.unreported for line in self.lines)
 
 
+class PushBase(NamedTuple):
+    """Where a Taobao listing pushed by increments stands (fields ``b:`` / ``a:<listing>``
+    of the SKU's hash): ``base`` is the target Taobao's quantity was last brought to, moved
+    since by the Taobao-side orders on that listing the ledger applied (Taobao had already
+    deducted or returned them); ``absolute_ms`` is Taobao's time of the last absolute write
+    to it, which erased the deductions of orders placed before it, so those do not move
+    the base when they arrive."""
+
+    base: int
+    absolute_ms: int
+
+
 @dataclass(frozen=True, slots=True)
 class SkuStock:
     sku: str
@@ -72,6 +84,9 @@ class SkuStock:
     # the state of its last push and the quantity Taobao was told.
     taobao_state: str | None = None
     taobao_quantity: int | None = None
+    # Per Taobao listing (``<num_iid>:<sku_id>``) pushed by increments: its push base
+    # (``connector.push.bases``).
+    bases: Mapping[str, PushBase] = field(default_factory=dict)
 
 
 class TaobaoView(NamedTuple):

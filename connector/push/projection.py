@@ -46,6 +46,8 @@ from connector.errors import (
 from connector.keys import Keys
 from connector.ledger.ledger import Ledger
 from connector.ledger.outcomes import SkuStock
+from connector.push.base_store import BaseStore
+from connector.push.bases import listing_key
 from connector.push.item_outcome import (
     FAILED_RETRY_S,
     ITEM_GONE,
@@ -61,7 +63,7 @@ from connector.push.item_outcome import (
     item_push,
     not_pushed,
 )
-from connector.push.item_push import ItemPusher, LeaseLost
+from connector.push.item_push import Bases, ItemPusher, LeaseLost
 from connector.push.items import OWN_DELIST_SLACK_MS, ItemStates, SkuKey
 from connector.push.leases import Leases
 from connector.push.mapping import MappingCache
@@ -99,6 +101,7 @@ class TaobaoProjection:
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         own_delist_slack_ms: int = OWN_DELIST_SLACK_MS,
         on_item_done: Callable[[], None] = lambda: None,
+        increments: bool = False,
     ) -> None:
         self._client = client
         self._ledger = ledger
@@ -111,6 +114,9 @@ class TaobaoProjection:
             own_delist_slack_ms=own_delist_slack_ms,
         )
         self._leases = Leases(redis)
+        # By increments against Taobao's own deductions (connector/push/bases.py): when
+        # Taobao-side orders reach the ledger with their listing (the TMC bridge).
+        self._bases = BaseStore(redis, keys) if increments else None
         self._keys = keys
         self._settings = settings
         self._tracer = tracer or get_tracer()
@@ -359,8 +365,12 @@ class TaobaoProjection:
         read: dict[str, int | None] = {code: stock[code].version for code in skus.values()}
         targets = {key: self._target(stock[code]) for key, code in skus.items()}
         by_code = {code: targets[key] for key, code in skus.items()}
+        bases = None
+        if self._bases is not None:
+            known = {k: stock[c].bases.get(listing_key(num_iid, k)) for k, c in skus.items()}
+            bases = Bases(num_iid, skus, known, self._bases)
         try:
-            plan, kinds = await self._pusher.execute(num_iid, targets, lease_lost=lost)
+            plan, kinds = await self._pusher.execute(num_iid, targets, lease_lost=lost, bases=bases)
         except LeaseLost:
             return ItemOutcome(num_iid, read, by_code, TaobaoState.PENDING)
         except TaobaoError as exc:

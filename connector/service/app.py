@@ -146,6 +146,8 @@ class Connector:
             settings=sync,
             tracer=tracer,
             on_item_done=pushing.progress,
+            # The bridge brings Taobao's own orders with their listing: push by increments.
+            increments=settings.taobao.tmc_enabled,
         )
         kafka = settings.kafka
         codec = AvroCodec.from_settings(kafka)

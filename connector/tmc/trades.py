@@ -53,6 +53,7 @@ __all__ = [
     "TmcMessage",
     "TradeLine",
     "line_history",
+    "listing_of",
     "merchant_code",
     "parse_message",
     "parse_trade",
@@ -217,11 +218,17 @@ def trade_events(
                     channel="taobao",
                     shop=shop,
                     type=kind,
-                    lines=(OrderLine(code, line.quantity),),
+                    # Taobao took (or gave back) the stock of this listing itself.
+                    lines=(OrderLine(code, line.quantity, listing=listing_of(line)),),
                     occurred_at_ms=at_ms,
                 )
             )
     return events, unknown
+
+
+def listing_of(line: TradeLine) -> str:
+    """``<num_iid>:<sku_id>`` (``<num_iid>:`` without SKUs), as order lines carry it."""
+    return f"{line.num_iid}:{'' if line.sku_id is None else line.sku_id}"
 
 
 def merchant_code(line: TradeLine) -> str | None:

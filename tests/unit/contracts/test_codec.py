@@ -324,7 +324,7 @@ def test_older_and_newer_writer_schemas_both_decode() -> None:
     assert len({older_id, newer_id, int.from_bytes(current[1:5], "big")}) == 3
 
     old = codec.decode_order(_framed(older_id, _avro(older, _order_record())))
-    assert old["lines"] == [{"sku": "SKU-1", "quantity": 4, "warehouse": None}]
+    assert old["lines"] == [{"sku": "SKU-1", "quantity": 4, "warehouse": None, "listing": None}]
     event = parse_order(old, max_quantity=100, max_lines=10, now_ms=NOW_MS)
     assert event.type is OrderType.CREATED
     assert event.lines == (OrderLine("SKU-1", 4, None),)

@@ -75,6 +75,11 @@ class FakeLedger:
         self.reported: dict[PartitionKey, int] = {}
         self.created: list[dict[PartitionKey, int]] = []
         self.known_positions: dict[PartitionKey, int] = {}
+        self.bases_forgotten = 0
+
+    async def forget_push_bases(self) -> int:
+        self.bases_forgotten += 1
+        return 0
 
     async def marker(self, partitions: Iterable[PartitionKey] = ()) -> Marker:
         wanted = set(partitions)
@@ -216,6 +221,7 @@ async def test_the_periodic_check_finds_positions_that_went_back(
     rig.ledger.know({P0: 50, ("orders", 9): 70})  # (partition 9 went to another replica)
     await rig.align.check()
     assert rig.consumer.seeks == [{P0: 31}]
+    assert rig.ledger.bases_forgotten == 1  # the increments sent since are not replayed
     rig.ledger.ledger_id = None
     await rig.align.check()
     assert rig.guard.lost

@@ -329,3 +329,19 @@ def test_any_warehouse_record_parses_or_is_invalid(record: dict[str, Any]) -> No
         return
     assert abs(event.quantity) <= MAX_QUANTITY
     assert 0 < event.occurred_at_ms <= NOW_MS + DAY_MS
+
+
+def test_a_taobao_listing_on_a_line_is_kept_and_checked() -> None:
+    def taobao(listing: str) -> dict[str, Any]:
+        return order(channel="TAOBAO", lines=[{**line("SKU-1", 1), "listing": listing}])
+
+    assert _order(taobao("600000000001:700000000011")).lines[0].listing == (
+        "600000000001:700000000011"
+    )
+    assert _order(taobao("600000000003:")).lines[0].listing == "600000000003:"
+    for bad in ("600:x", ":7", "0:1", "600000000001", " 6:7"):
+        rejected = _rejects(_order, taobao(bad))
+        assert rejected.reason == "bad_field" and "listing" in str(rejected)
+    # Only Taobao's own orders carry one: on another channel's it would hide a deduction.
+    other = order(lines=[{**line("SKU-1", 1), "listing": "600000000003:"}])
+    assert "not channel tmall" in str(_rejects(_order, other))
