@@ -39,9 +39,14 @@ class Keys:
         a running replica means the budget's state was lost (budget_acquire.lua)."""
         return f"{self._app(app_key)}:budget-epoch"
 
-    def call_ban(self, app_key: str) -> str:
-        """String with a TTL: present while the platform bans the app's calls (code 7)."""
-        return f"{self._app(app_key)}:ban"
+    def call_ban(self, app_key: str, method: str | None = None) -> str:
+        """String with a TTL: present while the platform bans the app's calls (code 7),
+        or with ``method`` only that API's (a ban by API, reference §6)."""
+        return f"{self._app(app_key)}:ban" + (f":{method}" if method else "")
+
+    def call_quota(self, app_key: str, day: str) -> str:
+        """String (a count) with a TTL: the app's calls on one China-time day (YYYYMMDD)."""
+        return f"{self._app(app_key)}:quota:{day}"
 
     def token(self, app_key: str) -> str:
         """Hash: the newest access and refresh tokens, their expiry and a version."""

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
+from connector.taobao.budget import QuotaView
 from connector.telemetry import SECONDS_BUCKETS, meter
 
 __all__ = ["BridgeMetrics", "IngestGauges", "ProjectionGauges", "SyncMetrics"]
@@ -89,6 +90,21 @@ class SyncMetrics:
             callbacks=[_gauge(lambda: [Observation(1 if lost() else 0)])],
             description="1 while the ledger's marker is missing: nothing applied or pushed",
         )
+
+    def observe_quota(self, view: Callable[[], QuotaView]) -> None:
+        """The daily call quota's gauges (absent without ``TAOBAO_DAILY_QUOTA``)."""
+        m = self.meter
+
+        def gauge(name: str, value: Callable[[QuotaView], int | None], about: str) -> None:
+            def read() -> list[Observation]:
+                found = value(view())
+                return [] if found is None or view().limit is None else [Observation(found)]
+
+            m.create_observable_gauge(name, callbacks=[_gauge(read)], description=about)
+
+        gauge("taobao.quota.used", lambda q: q.used, "TOP calls today (China time), all replicas")
+        gauge("taobao.quota.limit", lambda q: q.limit, "TAOBAO_DAILY_QUOTA")
+        gauge("taobao.quota.projected", lambda q: q.projected, "Today's calls at the rate so far")
 
     def observe_ingest(self, state: IngestGauges) -> None:
         def lag() -> list[Observation]:

@@ -130,6 +130,9 @@ class TaobaoSettings(_Group):
     burst: int = Field(default=1, ge=1)
     # Optional tighter budgets per API method, as JSON: {"taobao.skus.quantity.update": 5}.
     method_qps: dict[str, PositiveFloat] = Field(default_factory=dict)
+    # The app's calls per China-time day (TOP's published tiers: 5,000 before launch,
+    # then 20k / 100k / 1M), counted across replicas; unset: no daily limit.
+    daily_quota: int | None = Field(default=None, ge=1)
     # Ban assumed when a code-7 answer carries no "ban will last for N seconds".
     default_ban_s: float = Field(default=60, gt=0)
     timeout_s: PositiveFloat = 10.0

@@ -154,6 +154,7 @@ class Connector:
         metrics = SyncMetrics.create(meter_provider)
         guard = LedgerGuard()
         metrics.observe_ledger(lambda: guard.lost)
+        metrics.observe_quota(client.quota)
         # Each partition is held until the ledger's position for it is checked.
         inputs = [kafka.orders_topic, kafka.warehouse_topic]
         consumer = EventConsumer(kafka, inputs, hold_assigned=True)

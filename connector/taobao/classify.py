@@ -24,7 +24,18 @@ from connector.errors import (
 )
 from connector.taobao.protocol import PLATFORM_ERRORS, parse_ban_seconds
 
-__all__ = ["ErrorClass", "classify", "error_from_response"]
+__all__ = ["ErrorClass", "api_scoped_ban", "classify", "error_from_response"]
+
+# Call limits of one API, not the whole app (reference §6): the ban waits on that API only.
+_API_BANS: Final = (
+    "accesscontrol.limited-by-api-access-count",
+    "accesscontrol.limited-by-app-api-access-count",
+)
+
+
+def api_scoped_ban(sub_code: str | None) -> bool:
+    """Whether a call limit bans only the API called (else the whole app)."""
+    return (sub_code or "").startswith(_API_BANS)
 
 
 class ErrorClass(Enum):

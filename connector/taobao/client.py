@@ -38,8 +38,8 @@ from connector.errors import (
 from connector.keys import Keys
 from connector.redis_client import AsyncRedis
 from connector.settings import TaobaoSettings
-from connector.taobao.budget import BudgetPolicy, CallBudget, RedisCallBudget
-from connector.taobao.classify import error_from_response
+from connector.taobao.budget import BudgetPolicy, CallBudget, QuotaView, RedisCallBudget
+from connector.taobao.classify import api_scoped_ban, error_from_response
 from connector.taobao.models import (
     InventoryQueryResult,
     InventoryRecord,
@@ -223,6 +223,10 @@ class TopClient:
         """Seconds left of the platform ban shared by every replica (0: none)."""
         return await self._budget.ban_remaining_s()
 
+    def quota(self) -> QuotaView:
+        """The app's calls today against ``TAOBAO_DAILY_QUOTA``, as last seen (no I/O)."""
+        return self._budget.quota
+
     def session_usable(self) -> bool:
         """A token is at hand and no recent call was refused for the session or the
         credentials. No I/O, so a probe can ask as often as it likes."""
@@ -247,7 +251,9 @@ class TopClient:
         metrics: TaobaoMetrics | None = None,
     ) -> TopClient:
         """A client whose call budget and tokens are shared through Redis."""
-        policy = BudgetPolicy(settings.qps, settings.burst, settings.method_qps)
+        policy = BudgetPolicy(
+            settings.qps, settings.burst, settings.method_qps, settings.daily_quota
+        )
         endpoint = OAuthTokenEndpoint(
             http,
             token_url=settings.token_url,
@@ -543,7 +549,8 @@ class TopClient:
                     self._metrics.token_refreshes.add(1)
                     await self._tokens.refresh(stale=session)
                 elif isinstance(step, Ban):
-                    await self._budget.ban(step.seconds)
+                    scoped = api_scoped_ban(exc.sub_code)
+                    await self._budget.ban(step.seconds, method=method if scoped else None)
                     if not step.retry:
                         raise
                 elif isinstance(step, Retry):

@@ -22,7 +22,7 @@ from connector.taobao.budget import BudgetPolicy, RedisCallBudget
 from connector.taobao.client import TopClient, build_http_client
 from connector.telemetry import TaobaoMetrics, get_tracer
 from tests.conftest import SandboxFactory, taobao_settings
-from tests.helpers import api_calls, set_faults
+from tests.helpers import admin, api_calls, set_faults
 
 pytestmark = pytest.mark.integration
 
@@ -217,3 +217,41 @@ async def test_a_ban_seen_holds_when_redis_loses_it(redis: Redis, keys: Keys) ->
     assert await seen.ban_remaining_s() == pytest.approx(30, abs=1)
     with pytest.raises(TaobaoCallLimited, match="banned"):
         await seen.acquire("m", max_wait_s=0.1)
+
+
+async def test_the_daily_quota_is_counted_across_replicas_and_never_exceeded(
+    sandbox_factory: SandboxFactory, make_client: MakeClient
+) -> None:
+    sandbox = sandbox_factory(daily_quota=30)
+    first, second = make_client(sandbox, daily_quota=30), make_client(sandbox, daily_quota=30)
+    # Reads that can wait stop at 90 % of the quota, keeping the rest for stock updates.
+    for i in range(27):
+        await (first if i % 2 else second).items_by_outer_ids(["MUG-WHITE"])
+    with pytest.raises(TaobaoCallLimited, match="reads wait for midnight") as info:
+        await first.items_by_outer_ids(["MUG-WHITE"])
+    assert 0 < info.value.retry_after_s <= 86_400
+    for i in range(3):
+        await (first if i % 2 else second).update_quantity(MUG, 50 + i)
+    with pytest.raises(TaobaoCallLimited, match="spent until midnight China time"):
+        await second.update_quantity(MUG, 60)
+    # The sandbox counted exactly the calls the connector made: none was refused there.
+    state = admin(sandbox, "GET", "/sandbox/state")["daily_quota"]
+    assert state == {"limit": 30, "used_today": 30}
+    assert all(c["code"] is None for c in api_calls(sandbox))
+
+
+async def test_a_ban_of_one_api_waits_on_that_api_only(
+    sandbox: SandboxServer, make_client: MakeClient
+) -> None:
+    client = make_client(sandbox, deadline_s=1.0)
+    ban = {"seconds": 30, "scope": "app-api", "method": "taobao.items.custom.get"}
+    admin(sandbox, "POST", "/sandbox/ban", ban)
+    with pytest.raises(TaobaoCallLimited):
+        await client.items_by_outer_ids(["MUG-WHITE"])
+    refused = len(api_calls(sandbox))
+    with pytest.raises(TaobaoCallLimited):  # remembered: not sent again
+        await client.items_by_outer_ids(["MUG-WHITE"])
+    assert len(api_calls(sandbox)) == refused
+    # Every other API goes on, and the app is not banned.
+    assert (await client.get_item(MUG)).num_iid == MUG
+    assert await client.ban_remaining_s() == 0
