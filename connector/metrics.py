@@ -7,6 +7,7 @@ loop's state at scrape time (their callbacks do no I/O). Exported to Prometheus 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -14,6 +15,7 @@ from typing import Any, Protocol
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from connector.taobao.budget import QuotaView
+from connector.taobao.tokens import Expiry
 from connector.telemetry import SECONDS_BUCKETS, meter
 
 __all__ = ["BridgeMetrics", "IngestGauges", "ProjectionGauges", "SyncMetrics"]
@@ -105,6 +107,33 @@ class SyncMetrics:
         gauge("taobao.quota.used", lambda q: q.used, "TOP calls today (China time), all replicas")
         gauge("taobao.quota.limit", lambda q: q.limit, "TAOBAO_DAILY_QUOTA")
         gauge("taobao.quota.projected", lambda q: q.projected, "Today's calls at the rate so far")
+
+    def observe_session(self, expiry: Callable[[], Expiry | None]) -> None:
+        """Seconds until the session, its write permission and its refresh token expire,
+        where the token says (``taobao_session_expires_in_seconds{expires}``)."""
+
+        def left() -> list[Observation]:
+            found = expiry()
+            if found is None:
+                return []
+            now = time.time()
+            named = {
+                "session": found.session_at,
+                "write": found.write_at,
+                "refresh": found.refresh_at,
+            }
+            return [
+                Observation(max(0.0, at.timestamp() - now), {"expires": what})
+                for what, at in named.items()
+                if at is not None
+            ]
+
+        self.meter.create_observable_gauge(
+            "taobao.session.expires_in",
+            unit="s",
+            callbacks=[_gauge(left)],
+            description="Seconds until the seller session (or its write or refresh) expires",
+        )
 
     def observe_ingest(self, state: IngestGauges) -> None:
         def lag() -> list[Observation]:

@@ -121,7 +121,13 @@ class TaobaoSettings(_Group):
     session_expires_at: datetime | None = None
     refresh_margin_s: float = Field(default=300, ge=0)
     gateway_url: str = "https://eco.taobao.com/router/rest"
+    # How the session is refreshed: "top" is the documented API taobao.top.auth.token.refresh
+    # (through the gateway); "oauth" posts to TAOBAO_TOKEN_URL (the OAuth server's route).
+    token_refresh: Literal["top", "oauth"] = "top"  # noqa: S105 (a mode, not a secret)
     token_url: str = "https://oauth.taobao.com/token"  # noqa: S105 (a URL, not a secret)
+    # Warn (alert, WARNING) this long before the session, its write permission or its
+    # refresh token expires, when the token says when.
+    session_warn_s: float = Field(default=3 * 86_400, ge=0)
     sign_method: SignMethod = "hmac-sha256"
     simplify: bool = False
     # Per-app call budget shared by every replica through Redis. TOP publishes no QPS

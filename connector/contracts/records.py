@@ -59,6 +59,8 @@ class AlertKind(StrEnum):
     # A Taobao-side order line the bridge cannot hand to the ledger (no merchant code on
     # the listing, or a trade Taobao no longer knows).
     TAOBAO_ORDER_UNMAPPED = "TAOBAO_ORDER_UNMAPPED"
+    # The seller's session, its write permission or its refresh token expires soon.
+    SESSION_EXPIRING = "SESSION_EXPIRING"
 
 
 class Severity(StrEnum):

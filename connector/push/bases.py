@@ -22,7 +22,7 @@ is unknown) gets one absolute write, which sets the base to the quantity written
 records Taobao's time of it: orders placed before that moment were overwritten with the
 rest, so when they reach the ledger they do not move the base (their deduction is then
 pushed like any other change). A reply showing 0 after a decrease is read the same way (a
-batch increment floors at zero on Taobao: UNCONFIRMED, the sandbox's reading).
+batch increment floors at zero on Taobao, reference §3.2).
 """
 
 from __future__ import annotations

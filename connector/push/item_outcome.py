@@ -30,6 +30,7 @@ __all__ = [
     "FAILED_RETRY_S",
     "ITEM_GONE",
     "LEASE_BUSY_RETRY_S",
+    "PARKED_RETRY_S",
     "RANK",
     "SYNCED",
     "TRANSIENT_RETRY_S",
@@ -45,6 +46,9 @@ __all__ = [
 
 TRANSIENT_RETRY_S: Final = 10.0
 FAILED_RETRY_S: Final = 300.0
+# A refusal (isv.*) repeats until something changes: the code waits for its next change
+# (which brings it forward at once), with a daily try as the backstop.
+PARKED_RETRY_S: Final = 86_400.0
 LEASE_BUSY_RETRY_S: Final = 1.0
 ITEM_GONE: Final = ("isv.item-not-exist", "isv.item-is-delete")
 SYNCED: Final = frozenset({TaobaoState.SYNCED, TaobaoState.HAND_DELISTED})
@@ -110,7 +114,10 @@ def failure_policy(exc: TaobaoError) -> tuple[TaobaoState, float]:
         return TaobaoState.PENDING, TRANSIENT_RETRY_S
     if (exc.sub_code or "").startswith(ITEM_GONE):
         return TaobaoState.PENDING, TRANSIENT_RETRY_S  # looked up again next time
-    # Session, credentials, a refused request: an operator has to act; retry slowly.
+    if isinstance(exc, TaobaoCallerError):
+        # Taobao refused this request: sending it again unchanged is refused again.
+        return TaobaoState.FAILED, PARKED_RETRY_S
+    # Session, credentials, the platform failing: an operator has to act; retry slowly.
     return TaobaoState.FAILED, FAILED_RETRY_S
 
 
@@ -162,6 +169,8 @@ def item_push(outcome: ItemOutcome, confirmed: Mapping[str, int], now_ms: int) -
         transitions=tuple(t.kind for t in outcome.transitions),
         error_class=error_class(outcome.error) if outcome.error else None,
         error=str(outcome.error) if outcome.error else None,
+        error_code=outcome.error.code if outcome.error else None,
+        error_sub_code=outcome.error.sub_code if outcome.error else None,
         retry_at_ms=None if settled else now_ms + int(outcome.retry_s * 1000),
         trace_id=outcome.trace_id,
         event_trace_ids=outcome.event_trace_ids,

@@ -32,6 +32,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final, Protocol, TypeVar
 
 from opentelemetry.trace import SpanContext
@@ -45,9 +46,10 @@ from connector.ledger.ledger import Ledger
 from connector.metrics import SyncMetrics
 from connector.push.links import EventLinks
 from connector.push.outcomes import ItemPush, PushReport
-from connector.push.reporting import alerts_for_push, ban_alert, push_record
+from connector.push.reporting import alerts_for_push, ban_alert, push_record, session_alerts
 from connector.retrying import LoopHealth, Stopped, retry_step, wait_any
 from connector.settings import KafkaSettings, SyncSettings
+from connector.taobao.tokens import Expiry
 
 __all__ = ["ProjectionLoop", "ProjectionState", "Pusher"]
 
@@ -128,8 +130,14 @@ class ProjectionLoop:
         metrics: SyncMetrics | None = None,
         guard: LedgerGuard | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        session: Callable[[], Expiry | None] = lambda: None,
+        session_warn_s: float = 3 * 86_400,
     ) -> None:
         self._projection = projection
+        # The seller session's expiries (no I/O), warned of this long before.
+        self._session = session
+        self._session_warn_s = session_warn_s
+        self._session_alerted: set[str] = set()
         self._guard = guard or LedgerGuard()
         self._ledger = ledger
         self._bans = bans
@@ -190,6 +198,7 @@ class ProjectionLoop:
                 await self._send(lambda: self._encode((), (alert,), now_ms))
 
     async def _push_due(self) -> None:
+        await self._warn_session()
         ban_s = await self._retrying("taobao-ban", self._bans.ban_remaining_s)
         await self._ban_changed(ban_s)
         if ban_s > 0:
@@ -269,6 +278,23 @@ class ProjectionLoop:
         topic = self._kafka.alerts_topic
         key = alert.sku or (str(alert.num_iid) if alert.num_iid else alert.alert_id)
         return Outbound(topic, self._codec.encode_alert(alert, topic=topic), key=key.encode())
+
+    async def _warn_session(self) -> None:
+        """Alert (once per expiry) when the session, its write permission or its refresh
+        token expires within ``TAOBAO_SESSION_WARN_S`` and nothing renews it."""
+        now = datetime.fromtimestamp(self._clock_ms() / 1000, UTC)
+        fresh = [
+            a
+            for a in session_alerts(self._session(), now=now, warn_s=self._session_warn_s)
+            if a.alert_id not in self._session_alerted
+        ]
+        if not fresh:
+            return
+        for alert in fresh:
+            log.warning("SESSION_EXPIRING: %s", alert.message)
+            self._metrics.alerts.add(1, {"kind": alert.kind.value})
+        await self._send(lambda: self._encode((), fresh, fresh[0].raised_at_ms))
+        self._session_alerted.update(a.alert_id for a in fresh)
 
     # ------------------------------------------------------------------ waiting
 

@@ -47,6 +47,8 @@ class ItemPush:
     transitions: tuple[Transition, ...] = ()
     error_class: str | None = None  # see ``error_class`` in connector.push.projection
     error: str | None = None
+    error_code: int | None = None  # TOP's code and sub code of the error, when it had them
+    error_sub_code: str | None = None
     retry_at_ms: int | None = None
     trace_id: str | None = None
     event_trace_ids: tuple[str, ...] = ()

@@ -9,9 +9,11 @@ repeat after a replica restarts or two replicas report the same change.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from connector.contracts.records import AlertKind, Severity, StockAlert, StockPush, TaobaoState
 from connector.push.outcomes import ItemPush, ItemTransition, PushReport, Transition
+from connector.taobao.tokens import Expiry
 
 __all__ = ["alerts_for_push", "alerts_for_transitions", "ban_alert", "push_record"]
 
@@ -65,13 +67,25 @@ def _refused(item: ItemPush, now_ms: int) -> StockAlert:
         alert_id=f"{item.num_iid}:taobao_failure:v{item.version}",
         kind=AlertKind.TAOBAO_FAILURE,
         severity=Severity.CRITICAL,
-        message=f"Taobao refused the update of item {item.num_iid} ({codes}): {item.error}",
+        message=f"Taobao refused the update of item {item.num_iid} ({codes}): {item.error}"
+        + (_PARKED if item.error_class == "caller" else ""),
         raised_at_ms=now_ms,
         num_iid=item.num_iid,
         sku=item.skus[0].sku if len(item.skus) == 1 else None,
-        details={"skus": codes, "error_class": item.error_class or ""},
+        details={
+            "skus": codes,
+            "error_class": item.error_class or "",
+            "code": "" if item.error_code is None else str(item.error_code),
+            "sub_code": item.error_sub_code or "",
+        },
         trace_id=item.trace_id,
     )
+
+
+_PARKED = (
+    ". Not retried until the code changes again (or in a day): sending the same update is "
+    "refused the same way"
+)
 
 
 def _unmapped(code: str, version: int, now_ms: int) -> StockAlert:
@@ -115,6 +129,50 @@ def alerts_for_transitions(
                 raised_at_ms=now_ms,
                 num_iid=t.num_iid,
                 details={"skus": skus},
+            )
+        )
+    return alerts
+
+
+_EXPIRING = {
+    "session": "the seller's session (TAOBAO_SESSION)",
+    "write": "the session's write permission (w1), without which no stock can be set",
+    "refresh": "the refresh token (after it, the session cannot be renewed)",
+}
+
+
+def session_alerts(expiry: Expiry | None, *, now: datetime, warn_s: float) -> list[StockAlert]:
+    """An alert for each of the session's expiries that falls within ``warn_s`` (or has
+    passed) and that nothing renews: the refresh token's, and the session's and its write
+    permission's when it cannot be refreshed (a fixed-length token, or no refresh token).
+    One id per expiry, so a consumer keeps one of each."""
+    if expiry is None:
+        return []
+    renewable = expiry.refreshable is not False and expiry.has_refresh
+    found = [("refresh", expiry.refresh_at)]
+    if not renewable:
+        found += [("session", expiry.session_at), ("write", expiry.write_at)]
+    alerts = []
+    for what, at in found:
+        if at is None or (at - now).total_seconds() > warn_s:
+            continue
+        left_h = max(0.0, (at - now).total_seconds() / 3600)
+        why = "" if renewable else " and cannot be refreshed (a fixed-length token)"
+        alerts.append(
+            StockAlert(
+                alert_id=f"session_expiring:{what}:{int(at.timestamp())}",
+                kind=AlertKind.SESSION_EXPIRING,
+                severity=Severity.CRITICAL if left_h < 24 else Severity.WARNING,
+                message=(
+                    f"{_EXPIRING[what]} expires at {at.isoformat()} (in {left_h:.0f} h){why}: "
+                    "authorize the app again and set TAOBAO_SESSION and TAOBAO_REFRESH_TOKEN"
+                ),
+                raised_at_ms=int(now.timestamp() * 1000),
+                details={
+                    "expires": what,
+                    "expires_at": at.isoformat(),
+                    "refreshable": str(expiry.refreshable),
+                },
             )
         )
     return alerts

@@ -155,6 +155,7 @@ class Connector:
         guard = LedgerGuard()
         metrics.observe_ledger(lambda: guard.lost)
         metrics.observe_quota(client.quota)
+        metrics.observe_session(client.session_expiry)
         # Each partition is held until the ledger's position for it is checked.
         inputs = [kafka.orders_topic, kafka.warehouse_topic]
         consumer = EventConsumer(kafka, inputs, hold_assigned=True)
@@ -174,6 +175,8 @@ class Connector:
             state=pushing,
             metrics=metrics,
             guard=guard,
+            session=client.session_expiry,
+            session_warn_s=settings.taobao.session_warn_s,
         )
         ingest = IngestLoop(
             consumer=consumer,

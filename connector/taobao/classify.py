@@ -66,9 +66,11 @@ _ISV_RETRYABLE: Final = (
     "isv.item-update-service-error:IC_OPTIMISTIC_LOCKING_CONFLICT",
     "isv.item-listing-service-error:IC_CONCURRENT_MODIFY_FORBIDDEN",
 )
-# Item locks that refuse full (type 1) stock updates. The presale code is the platform's;
-# the campaign ones are the sandbox's stand-ins for the platform's campaign lock errors.
-_FULL_UPDATE_LOCKS: Final = ("isv.item-is-presale", "isv.item-is-campaign")
+# Item locks that refuse full (type 1) stock updates, as the platform documents them
+# (reference §3.1: a presale item takes increments only). Nothing documents a campaign
+# lock's code: such a refusal is a caller error like any other isv.* (the projection parks
+# the item with an alert until its next change).
+_FULL_UPDATE_LOCKS: Final = ("isv.item-is-presale",)
 
 _HINTS: Final[Mapping[int, str]] = {
     11: "the app lacks permission for this API: check its API packages in the console",

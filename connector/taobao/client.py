@@ -57,10 +57,12 @@ from connector.taobao.protocol import API_VERSION, format_timestamp, response_ke
 from connector.taobao.retry import Ban, Raise, Refresh, Retry, RetryPolicy, next_step
 from connector.taobao.signing import SignMethod, drop_empty, sign
 from connector.taobao.tokens import (
+    Expiry,
     OAuthTokenEndpoint,
     RedisTokenStore,
     StoredToken,
     TokenManager,
+    TopTokenEndpoint,
 )
 from connector.telemetry import TaobaoMetrics, get_tracer
 
@@ -268,7 +270,7 @@ class TopClient:
             seed_expires_at=settings.session_expires_at,
             refresh_margin_s=settings.refresh_margin_s,
         )
-        return cls(
+        client = cls(
             http=http,
             gateway_url=settings.gateway_url,
             app_key=settings.app_key,
@@ -289,6 +291,14 @@ class TopClient:
             tracer=tracer,
             metrics=metrics,
         )
+        if settings.token_refresh == "top":  # noqa: S105 (a mode, not a secret)
+            # The documented API is a TOP call like any other: through this client.
+            tokens.use_endpoint(TopTokenEndpoint(client.call))
+        return client
+
+    def session_expiry(self) -> Expiry | None:
+        """The seller session's known expiries (no I/O; ``None`` before it is loaded)."""
+        return self._tokens.expiry() if self._tokens is not None else None
 
     # ------------------------------------------------------------------ stock
 

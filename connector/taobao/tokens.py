@@ -1,7 +1,13 @@
 """The seller's OAuth session: where the newest token lives and how it is refreshed.
 
-The access token (TOP's ``session`` parameter) expires; the refresh token buys a new one at
-the OAuth token endpoint, and the endpoint may rotate the refresh token as it does so. With
+The access token (TOP's ``session`` parameter) expires; the refresh token buys a new one,
+through the documented API ``taobao.top.auth.token.refresh`` (``TopTokenEndpoint``, the
+default) or the OAuth server's ``/token`` route (``OAuthTokenEndpoint``,
+``TAOBAO_TOKEN_REFRESH=oauth``), and the answer may rotate the refresh token. Some apps get
+fixed-length tokens that cannot be refreshed (``re_expires_in`` 0; the documented API says
+only apps sold on the service market may refresh), and write permission
+(``w1_expires_in``) may lapse before the session: both expiries are kept with the token so
+the projection can warn days before (``TokenManager.expiry``). With
 several replicas the newest pair must be visible to all of them and only one may refresh at
 a time, so the pair lives in Redis (``Keys.token``) and a short lock (``Keys.token_lock``)
 makes the refresh single-flight. The configured token is a *seed*: it is written to Redis
@@ -15,9 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -26,12 +33,13 @@ import httpx
 from pydantic import SecretStr
 from redis.exceptions import RedisError
 
-from connector.errors import DependencyError, TaobaoSessionError, redact
+from connector.errors import DependencyError, TaobaoCallerError, TaobaoSessionError, redact
 from connector.keys import Keys
 from connector.push.leases import Leases
 from connector.redis_client import AsyncRedis
 
 __all__ = [
+    "Expiry",
     "MemoryTokenStore",
     "OAuthTokenEndpoint",
     "RedisTokenStore",
@@ -40,6 +48,8 @@ __all__ = [
     "TokenGrant",
     "TokenManager",
     "TokenStore",
+    "TopTokenEndpoint",
+    "grant_from",
 ]
 
 _REFRESH_METHOD = "oauth.token.refresh"
@@ -52,6 +62,11 @@ class TokenGrant:
     access_token: SecretStr
     refresh_token: SecretStr | None
     expires_at: datetime | None
+    # When the refresh token stops working (None: unknown); a grant with re_expires_in 0
+    # cannot be refreshed at all (refreshable False).
+    refresh_expires_at: datetime | None = None
+    write_expires_at: datetime | None = None  # write permission (w1_expires_in)
+    refreshable: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +78,28 @@ class StoredToken:
     expires_at: datetime | None
     version: int
     seed: str  # fingerprint of the configured token this one descends from
+    refresh_expires_at: datetime | None = None
+    write_expires_at: datetime | None = None
+    refreshable: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Expiry:
+    """What the session's expiries are, as last seen (no I/O: for gauges and warnings)."""
+
+    session_at: datetime | None
+    write_at: datetime | None
+    refresh_at: datetime | None
+    refreshable: bool | None
+    has_refresh: bool  # a refresh token is at hand
+
+
+def _at_ms(value: str | None) -> datetime | None:
+    return datetime.fromtimestamp(int(value) / 1000, UTC) if value else None
+
+
+def _ms(value: datetime | None) -> str:
+    return str(int(value.timestamp() * 1000)) if value else ""
 
 
 def fingerprint(token: SecretStr) -> str:
@@ -103,22 +140,26 @@ class RedisTokenStore:
             return None
         fields = {_text(k): _text(v) for k, v in raw.items()}
         refresh = fields.get("refresh_token")
-        expires_ms = fields.get("expires_at_ms")
+        refreshable = fields.get("refreshable")
         return StoredToken(
             access_token=SecretStr(fields["access_token"]),
             refresh_token=SecretStr(refresh) if refresh else None,
-            expires_at=datetime.fromtimestamp(int(expires_ms) / 1000, UTC) if expires_ms else None,
+            expires_at=_at_ms(fields.get("expires_at_ms")),
             version=int(fields.get("version", "0")),
             seed=fields.get("seed", ""),
+            refresh_expires_at=_at_ms(fields.get("refresh_expires_at_ms")),
+            write_expires_at=_at_ms(fields.get("write_expires_at_ms")),
+            refreshable=None if not refreshable else refreshable == "1",
         )
 
     async def save(self, grant: TokenGrant, *, seed: str) -> StoredToken:
         mapping: dict[Any, Any] = {
             "access_token": grant.access_token.get_secret_value(),
             "refresh_token": grant.refresh_token.get_secret_value() if grant.refresh_token else "",
-            "expires_at_ms": str(int(grant.expires_at.timestamp() * 1000))
-            if grant.expires_at
-            else "",
+            "expires_at_ms": _ms(grant.expires_at),
+            "refresh_expires_at_ms": _ms(grant.refresh_expires_at),
+            "write_expires_at_ms": _ms(grant.write_expires_at),
+            "refreshable": "" if grant.refreshable is None else str(int(grant.refreshable)),
             "seed": seed,
         }
         try:
@@ -128,13 +169,26 @@ class RedisTokenStore:
                 _, version = await pipe.execute()
         except RedisError as exc:
             raise DependencyError(f"Redis unreachable for the Taobao token: {exc}") from exc
-        return StoredToken(grant.access_token, grant.refresh_token, grant.expires_at, version, seed)
+        return _stored(grant, version, seed)
 
     async def try_lock(self, owner: str, ttl_s: float) -> bool:
         return await self._leases.acquire(self._lock_key, ttl_s, token=owner) is not None
 
     async def unlock(self, owner: str) -> None:
         await self._leases.release(self._lock_key, owner)
+
+
+def _stored(grant: TokenGrant, version: int, seed: str) -> StoredToken:
+    return StoredToken(
+        grant.access_token,
+        grant.refresh_token,
+        grant.expires_at,
+        version,
+        seed,
+        grant.refresh_expires_at,
+        grant.write_expires_at,
+        grant.refreshable,
+    )
 
 
 class MemoryTokenStore:
@@ -149,9 +203,7 @@ class MemoryTokenStore:
 
     async def save(self, grant: TokenGrant, *, seed: str) -> StoredToken:
         version = (self._token.version if self._token else 0) + 1
-        self._token = StoredToken(
-            grant.access_token, grant.refresh_token, grant.expires_at, version, seed
-        )
+        self._token = _stored(grant, version, seed)
         return self._token
 
     async def try_lock(self, owner: str, ttl_s: float) -> bool:
@@ -210,26 +262,7 @@ class OAuthTokenEndpoint:
                 self._refusal(response.status_code, body, used), method=_REFRESH_METHOD
             )
         assert isinstance(body, dict)
-        new_refresh = body.get("refresh_token")
-        return TokenGrant(
-            access_token=SecretStr(access),
-            # An endpoint that does not rotate the refresh token leaves the old one valid.
-            refresh_token=SecretStr(new_refresh)
-            if isinstance(new_refresh, str) and new_refresh
-            else used,
-            expires_at=self._expiry(body.get("expires_in")),
-        )
-
-    def _expiry(self, expires_in: Any) -> datetime | None:
-        if expires_in in (None, ""):
-            return None
-        try:
-            seconds = float(expires_in)
-        except (TypeError, ValueError):
-            raise TaobaoSessionError(
-                "token endpoint answered with a malformed expires_in", method=_REFRESH_METHOD
-            ) from None
-        return datetime.fromtimestamp(self._clock() + seconds, UTC)
+        return grant_from(body, used, self._clock())
 
     def _refusal(self, status: int, body: Any, used: SecretStr) -> str:
         error = description = ""
@@ -246,6 +279,89 @@ class OAuthTokenEndpoint:
             else "authorize the app again and set TAOBAO_SESSION and TAOBAO_REFRESH_TOKEN"
         )
         return f"token refresh refused ({detail}); {hint}"
+
+
+def grant_from(body: Mapping[str, Any], used: SecretStr, now_s: float) -> TokenGrant:
+    """A token answer's fields (reference §4.2): lifetimes in seconds from ``now_s``."""
+    access = body.get("access_token")
+    if not isinstance(access, str) or not access.strip():
+        raise TaobaoSessionError("the token answer has no access_token", method=_REFRESH_METHOD)
+    new_refresh = body.get("refresh_token")
+    refresh_in = _seconds(body.get("re_expires_in"), "re_expires_in")
+    return TokenGrant(
+        access_token=SecretStr(access),
+        # An endpoint that does not rotate the refresh token leaves the old one valid.
+        refresh_token=SecretStr(new_refresh)
+        if isinstance(new_refresh, str) and new_refresh
+        else used,
+        expires_at=_after(now_s, _seconds(body.get("expires_in"), "expires_in")),
+        refresh_expires_at=_after(now_s, refresh_in) if refresh_in else None,
+        write_expires_at=_after(now_s, _seconds(body.get("w1_expires_in"), "w1_expires_in")),
+        refreshable=None if refresh_in is None else refresh_in > 0,
+    )
+
+
+def _seconds(value: Any, name: str) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TaobaoSessionError(
+            f"the token answer has a malformed {name}", method=_REFRESH_METHOD
+        ) from None
+
+
+def _after(now_s: float, seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(now_s + seconds, UTC)
+
+
+class TopTokenEndpoint:
+    """``taobao.top.auth.token.refresh`` (reference §4.3, the documented API): a signed TOP
+    call through the client (its budget and retries), answered with ``token_result``, a
+    JSON string of the token fields."""
+
+    def __init__(
+        self,
+        call: Callable[..., Awaitable[Mapping[str, Any]]],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._call = call
+        self._clock = clock
+
+    async def refresh(self, refresh_token: SecretStr) -> TokenGrant:
+        method = "taobao.top.auth.token.refresh"
+        try:
+            body = await self._call(
+                method,
+                {"refresh_token": refresh_token.get_secret_value()},
+                idempotent=False,  # a refresh token is spent by its first use
+                needs_session=False,
+            )
+        except TaobaoCallerError as exc:
+            raise TaobaoSessionError(_refused_refresh(exc), method=method) from None
+        try:
+            fields = json.loads(str(body["token_result"]))
+        except (KeyError, ValueError):
+            raise TaobaoSessionError(
+                "the refresh answer has no token_result", method=method
+            ) from None
+        if not isinstance(fields, dict):
+            raise TaobaoSessionError(
+                "the refresh answer's token_result is not an object", method=method
+            )
+        return grant_from(fields, refresh_token, self._clock())
+
+
+def _refused_refresh(exc: TaobaoCallerError) -> str:
+    # (sub_msg is TOP's text; it never carries the token, which travels in the body.)
+    why = exc.sub_msg or exc.sub_code or "refused"
+    return (
+        f"token refresh refused ({why}): the refresh token is expired or spent, or the app's "
+        "tokens are fixed-length (only apps sold on the service market may refresh); "
+        "authorize the app again and set TAOBAO_SESSION (and TAOBAO_REFRESH_TOKEN)"
+    )
 
 
 def _must_seed(stored: StoredToken | None, seed_fp: str) -> bool:
@@ -285,6 +401,23 @@ class TokenManager:
     def __repr__(self) -> str:
         version = self._cached.version if self._cached else None
         return f"TokenManager(version={version})"
+
+    def use_endpoint(self, endpoint: TokenEndpoint) -> None:
+        """Refresh through ``endpoint`` (the documented API needs the client built first)."""
+        self._endpoint = endpoint
+
+    def expiry(self) -> Expiry | None:
+        """The session's known expiries, as last loaded (no I/O)."""
+        token = self._cached
+        if token is None:
+            return None
+        return Expiry(
+            token.expires_at,
+            token.write_expires_at,
+            token.refresh_expires_at,
+            token.refreshable,
+            token.refresh_token is not None,
+        )
 
     def usable(self) -> bool:
         """Whether a token is at hand and not past its known expiry. No I/O: for probes."""
@@ -331,6 +464,12 @@ class TokenManager:
             raise TaobaoSessionError(
                 "the session is invalid or expired and no refresh token is configured; "
                 "set TAOBAO_REFRESH_TOKEN or a new TAOBAO_SESSION",
+                method=_REFRESH_METHOD,
+            )
+        if stale.refreshable is False:
+            raise TaobaoSessionError(
+                "the session is invalid or expired and cannot be refreshed (a fixed-length "
+                "token: re_expires_in 0); authorize the app again and set TAOBAO_SESSION",
                 method=_REFRESH_METHOD,
             )
         grant = await self._endpoint.refresh(stale.refresh_token)

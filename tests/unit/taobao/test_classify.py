@@ -78,12 +78,8 @@ TABLE: list[tuple[Any, str | None, ErrorClass, type[TaobaoError]]] = [
         ErrorClass.FULL_UPDATE_FORBIDDEN,
         TaobaoFullUpdateForbidden,
     ),
-    (
-        15,
-        "isv.item-is-campaign:locked-by-campaign",
-        ErrorClass.FULL_UPDATE_FORBIDDEN,
-        TaobaoFullUpdateForbidden,
-    ),
+    # No platform source names a campaign lock's code: it is a refusal like any other.
+    (15, "isv.item-is-campaign:locked-by-campaign", ErrorClass.CALLER, TaobaoCallerError),
     # transient: retry with backoff
     (15, "isp.remote-service-timeout", ErrorClass.TRANSIENT, TaobaoTransientError),
     (50, "isp.remote-service-timeout", ErrorClass.TRANSIENT, TaobaoTransientError),
