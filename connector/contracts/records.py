@@ -61,6 +61,8 @@ class AlertKind(StrEnum):
     TAOBAO_ORDER_UNMAPPED = "TAOBAO_ORDER_UNMAPPED"
     # The seller's session, its write permission or its refresh token expires soon.
     SESSION_EXPIRING = "SESSION_EXPIRING"
+    # Unpaid Taobao orders hold more than the target: set to what they hold (none for sale).
+    STOCK_WITHHELD = "STOCK_WITHHELD"
 
 
 class Severity(StrEnum):

@@ -42,6 +42,7 @@ __all__ = ["Bases", "ItemPusher", "LeaseLost"]
 log = logging.getLogger(__name__)
 
 _ZERO_FORBIDDEN: Final = "FORBIDDEN_QUANTITY_ZERO_ERROR"
+_WITHHELD: Final = "isv.error-inventory-invalid-item-quantity"  # reference §3.1
 CLOCK_MARGIN_MS: Final = 2_000
 _LEASE_LOST: ContextVar[asyncio.Event | None] = ContextVar("push_lease_lost", default=None)
 
@@ -179,8 +180,9 @@ class ItemPusher:
                 await self._items.save(num_iid, fields)
                 transitions.append(Transition.RELISTED)
             else:
-                if await self._set_stock(num_iid, action, view, self._locked(state), bases):
-                    transitions.append(Transition.DELISTED)
+                transitions += await self._set_stock(
+                    num_iid, action, view, self._locked(state), bases
+                )
         if plan.hand_delisted:
             transitions.append(Transition.HAND_DELISTED)
         return transitions
@@ -208,29 +210,61 @@ class ItemPusher:
 
     async def _set_stock(
         self, num_iid: int, action: SetStock, view: ItemView, locked: bool, bases: Bases | None
-    ) -> bool:
-        """Set the stock; whether the item had to be delisted for it (see below)."""
+    ) -> list[Transition]:
+        """Set the stock; what it took beside (a delisting at a sell-out Taobao made, a
+        target raised to what unpaid orders hold)."""
         # (A locked item takes increments too: only full updates are refused.)
         deltas = None if bases is None else increments(action.quantities, bases.known)
         if deltas is not None and bases is not None:
-            return await self._by_increments(num_iid, deltas, view, bases)
+            try:
+                delisted = await self._by_increments(num_iid, deltas, view, bases)
+            except TaobaoCallerError as exc:
+                if _WITHHELD not in (exc.sub_code or ""):
+                    raise
+                # (Its bases are forgotten: the write below is absolute, with the holds.)
+            else:
+                return [Transition.DELISTED] if delisted else []
+        quantities = dict(action.quantities)
         result: ItemQuantity | None = None
         read_ms: int | None = None
+        held = False
         if not locked:
             try:
-                result = await self._full_update(num_iid, action.quantities, view)
+                try:
+                    result = await self._full_update(num_iid, quantities, view)
+                except TaobaoCallerError as exc:
+                    if _WITHHELD not in (exc.sub_code or ""):
+                        raise
+                    quantities, held = await self._with_holds(num_iid, quantities), True
+                    result = await self._full_update(num_iid, quantities, view)
             except TaobaoFullUpdateForbidden:
-                # Presale or campaign lock: remember it, so later pushes go straight to
-                # increments instead of paying for a refused call each time.
+                # Presale lock: remember it, so later pushes go straight to increments
+                # instead of paying for a refused call each time.
                 await self._items.save(num_iid, {"locked_ms": self._clock_ms()})
         if result is None:
-            result, read_ms = await self._increment_to(num_iid, action.quantities)
+            result, read_ms = await self._increment_to(num_iid, quantities)
         if bases is not None:
             # An absolute write: the bases start again from it (connector/push/bases.py).
             modified = result.modified if result is not None else None
             at_ms = self._taobao_ms(modified) if modified or read_ms is None else read_ms
-            await bases.written(action.quantities, at_ms)
-        return False
+            await bases.written(quantities, at_ms)
+        return [Transition.WITHHELD] if held else []
+
+    async def _with_holds(self, num_iid: int, targets: Mapping[SkuKey, int]) -> dict[SkuKey, int]:
+        """Taobao refuses a quantity below what unpaid orders hold (付款减库存): the lowest
+        it allows is the hold itself, which leaves nothing for sale."""
+        item = await self._client.get_item(num_iid)
+        holds: dict[SkuKey, int] = {s.sku_id: s.with_hold_quantity for s in item.skus}
+        if not item.skus:
+            holds[None] = item.with_hold_quantity
+        raised = {k: max(q, holds.get(k, 0)) for k, q in targets.items()}
+        log.warning(
+            "item %s: unpaid orders hold more than the targets %s; setting %s",
+            num_iid,
+            dict(targets),
+            raised,
+        )
+        return raised
 
     async def _by_increments(
         self, num_iid: int, deltas: Mapping[SkuKey, int], view: ItemView, bases: Bases

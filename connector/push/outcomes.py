@@ -14,6 +14,7 @@ class Transition(IntEnum):
     DELISTED = 1
     RELISTED = 2
     HAND_DELISTED = 3
+    WITHHELD = 4  # a target below what unpaid orders hold: set to the hold instead
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,6 +103,12 @@ def _unmapped(code: str, version: int, now_ms: int) -> StockAlert:
 _TRANSITION_ALERTS = {
     Transition.DELISTED: (AlertKind.OUT_OF_STOCK_DELISTED, Severity.WARNING, "sold out: delisted"),
     Transition.RELISTED: (AlertKind.RELISTED, Severity.INFO, "restocked: relisted"),
+    Transition.WITHHELD: (
+        AlertKind.STOCK_WITHHELD,
+        Severity.WARNING,
+        "holds more for unpaid orders than the target (isv.error-inventory-invalid-item-quantity,"
+        " 宝贝数量必须大于预扣库存): set to what they hold, so nothing is left for sale",
+    ),
     Transition.HAND_DELISTED: (
         AlertKind.HAND_DELISTED,
         Severity.INFO,

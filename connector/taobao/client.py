@@ -79,7 +79,10 @@ log = logging.getLogger(__name__)
 
 ParamValue = str | int | bool | datetime | None
 
-ITEM_FIELDS: Final = "num_iid,title,outer_id,num,approve_status,modified,list_time,delist_time,sku"
+ITEM_FIELDS: Final = (
+    "num_iid,title,outer_id,num,approve_status,modified,list_time,delist_time,"
+    "with_hold_quantity,sku"
+)
 LIST_FIELDS: Final = "num_iid,title,outer_id,num,approve_status,modified,list_time,delist_time"
 SKU_FIELDS: Final = "sku_id,num_iid,outer_id,quantity,properties,modified,status"
 

@@ -78,6 +78,7 @@ class Sku:
     properties: str | None
     modified: datetime | None
     status: str | None = None
+    with_hold_quantity: int = 0  # held for unpaid orders (付款减库存, sub_stock 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,7 @@ class Item:
     list_time: datetime | None
     delist_time: datetime | None
     skus: tuple[Sku, ...]
+    with_hold_quantity: int = 0
 
     @property
     def on_sale(self) -> bool:
@@ -125,6 +127,7 @@ def parse_sku(raw: Mapping[str, Any]) -> Sku:
         properties=_str(raw.get("properties")),
         modified=_time(raw.get("modified")),
         status=_str(raw.get("status")),
+        with_hold_quantity=_int(raw.get("with_hold_quantity")) or 0,
     )
 
 
@@ -139,6 +142,7 @@ def parse_item(raw: Mapping[str, Any]) -> Item:
         list_time=_time(raw.get("list_time")),
         delist_time=_time(raw.get("delist_time")),
         skus=tuple(parse_sku(s) for s in unwrap_list(raw.get("skus"), "sku")),
+        with_hold_quantity=_int(raw.get("with_hold_quantity")) or 0,
     )
 
 

@@ -11,12 +11,13 @@ import pytest
 from redis.asyncio import Redis
 
 from connector.contracts.events import WarehouseEvent, WarehouseType
-from connector.contracts.records import TaobaoState
+from connector.contracts.records import AlertKind, TaobaoState
 from connector.keys import Keys
 from connector.ledger.ledger import Ledger
 from connector.push.mapping import MappingCache
 from connector.push.outcomes import Transition
 from connector.push.projection import TaobaoProjection
+from connector.push.reporting import alerts_for_push
 from connector.sandbox.server import SandboxServer
 from connector.settings import SyncSettings
 from connector.taobao.client import TopClient
@@ -196,3 +197,21 @@ async def test_a_ban_leaves_the_codes_it_stopped_in_their_place(
     now_ms = int(time.time() * 1000)
     assert await rig.ledger.due(now_ms, 10) == ["MUG-WHITE", "TSHIRT-RED-M"]
     assert await rig.ledger.oldest_pending_ms() is not None
+
+
+async def test_a_target_below_what_unpaid_orders_hold_is_set_to_the_hold(
+    rig: Rig, sandbox: SandboxServer
+) -> None:
+    shirt, blue = 600000000001, 700000000013  # the T-shirt deducts on payment (sub_stock 2)
+    admin(sandbox, "POST", "/sandbox/orders", {"num_iid": shirt, "sku_id": blue, "quantity": 5})
+    await rig.count("TSHIRT-BLUE-M", 3)  # the warehouse counts fewer than the unpaid hold
+
+    report = await rig.projection.push(["TSHIRT-BLUE-M"])
+
+    sku = next(s for s in state_item(sandbox, shirt)["skus"] if s["sku_id"] == blue)
+    # As low as Taobao allows: the hold itself, so nothing is left for sale.
+    assert (sku["quantity"], sku["with_hold_quantity"]) == (5, 5)
+    assert report.skus["TSHIRT-BLUE-M"].state is TaobaoState.SYNCED
+    assert [t.kind for t in report.transitions] == [Transition.WITHHELD]
+    alerts = alerts_for_push(report, now_ms=0)
+    assert [a.kind for a in alerts] == [AlertKind.STOCK_WITHHELD]
