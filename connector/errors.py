@@ -174,6 +174,9 @@ class TaobaoCallLimited(TaobaoError):
         attempts: int = 1,
     ) -> None:
         self.retry_after_s = retry_after_s
+        # False when only this API (a ban of one API) or only reads that can wait (the
+        # daily quota's last share) are stopped: other calls go on.
+        self.app_wide = True
         super().__init__(
             message,
             method=method,

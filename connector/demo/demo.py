@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -27,9 +27,9 @@ import httpx
 
 from connector.contracts.codec import AvroCodec
 from connector.contracts.events import OrderEvent, StockEvent
-from connector.contracts.records import StockAlert, StockPush, SyncResult
+from connector.contracts.records import StockAlert, StockPush, SyncResult, TaobaoState
 from connector.demo.embedded import EmbeddedBroker, EmbeddedRedis
-from connector.demo.scenario import POISON, UNMAPPED_CODE, demo_scenario
+from connector.demo.scenario import POISON, UNMAPPED_CODE, TaobaoSale, demo_scenario
 from connector.kafka import EventConsumer, EventProducer, Outbound, ensure_topics
 from connector.push.planner import target
 from connector.sandbox.faults import FaultConfig
@@ -119,6 +119,10 @@ def _settings(sandbox: SandboxServer, bootstrap: str, redis_url: str) -> Setting
                 "qps": 50,
                 "burst": 10,
                 "backoff_base_s": 0.05,
+                # Taobao's own orders come in through its message service.
+                "tmc_enabled": True,
+                "tmc_poll_s": 0.1,
+                "tmc_idle_max_s": 0.5,
             },
             "redis": {"url": redis_url, "key_prefix": f"demo-{run}"},
             "kafka": {
@@ -155,6 +159,7 @@ async def _play(settings: Settings, sandbox: SandboxServer) -> int:
     await asyncio.to_thread(reader.start)
     outputs = _Outputs()
     sent: list[StockEvent | bytes] = []
+    bridged = 0  # order events the bridge produces for the sales made on Taobao
     try:
         for number, step in enumerate(demo_scenario(int(time.time() * 1000) - 3_600_000), 1):
             _say(f"\n[{number}] {step.title}")
@@ -162,7 +167,11 @@ async def _play(settings: Settings, sandbox: SandboxServer) -> int:
             messages = [_outbound(codec, settings.kafka, e) for e in step.events]
             await asyncio.to_thread(producer.send, messages, timeout_s=30)
             sent.extend(step.events)
-            await _await_results(reader, codec, settings.kafka, outputs, len(sent), task)
+            if step.taobao:
+                await _sell_on_taobao(sandbox, step.taobao)
+                bridged += sum(sale.events for sale in step.taobao)
+            expected = len(sent) + bridged
+            await _await_results(reader, codec, settings.kafka, outputs, expected, task)
             _say(f"    ({time.monotonic() - step_started:.2f}s from send to the last result)")
         await _converge(connector, task)
         stop.set()
@@ -178,6 +187,28 @@ async def _play(settings: Settings, sandbox: SandboxServer) -> int:
         await asyncio.to_thread(reader.close)
         await asyncio.to_thread(producer.close)
         await connector.aclose()
+
+
+async def _sell_on_taobao(sandbox: SandboxServer, sales: Sequence[TaobaoSale]) -> None:
+    """Buyers order on Taobao itself (once the bridge has permitted the seller's topics:
+    TMC delivers nothing published before)."""
+    async with httpx.AsyncClient(base_url=sandbox.url, timeout=10) as admin:
+        deadline = time.monotonic() + STEP_TIMEOUT_S
+        while not (await admin.get("/sandbox/state")).json()["tmc"]["topics"]:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the message-service bridge never permitted the seller")
+            await asyncio.sleep(0.2)
+        for sale in sales:
+            body = {"num_iid": sale.num_iid, "quantity": sale.quantity}
+            if sale.sku_id is not None:
+                body["sku_id"] = sale.sku_id
+            answer = (await admin.post("/sandbox/orders", json=body)).raise_for_status().json()
+            for step in sale.then:
+                await admin.post(f"/sandbox/orders/{answer['tid']}/{step}")
+            moved = f" → {', '.join(sale.then)}" if sale.then else ""
+            _say(
+                f"      Taobao trade {answer['tid']}: {sale.quantity} of item {sale.num_iid}{moved}"
+            )
 
 
 def _outbound(codec: AvroCodec, kafka: KafkaSettings, event: StockEvent | bytes) -> Outbound:
@@ -285,6 +316,7 @@ async def _report(
     ledger = await connector.ledger.stock(codes)
     taobao = _taobao_view(state)
     problems: list[str] = []
+    refused: list[str] = []
     _say("\nper merchant code (ledger → Taobao):")
     header = ("code", "on hand", "reserved", "avail", "target", "taobao")
     _say("  {:<16} {:>7} {:>8} {:>6} {:>6} {:>6}  shelf".format(*header))
@@ -300,7 +332,10 @@ async def _report(
         if shown is None and code != UNMAPPED_CODE:
             problems.append(f"{code} is not on Taobao")
         if shown is not None and shown[0] != want:
-            problems.append(f"{code}: Taobao {shown[0]}, ledger target {want}")
+            if stock.taobao_state == TaobaoState.FAILED.value:
+                refused.append(code)  # Taobao refused it: alerted, parked until it changes
+            else:
+                problems.append(f"{code}: Taobao {shown[0]}, ledger target {want}")
     problems += _shelf_problems(state, initially_down)
     statuses = Counter(r.status.value.lower() for r in outputs.results)
     alerts = Counter(a.kind.value.lower() for a in outputs.alerts)
@@ -325,7 +360,12 @@ async def _report(
     if problems:
         _say("\nDISAGREEMENT: " + "; ".join(problems))
         return 1
-    _say("\nTaobao agrees with the ledger for every listed merchant code.")
+    if refused:
+        _say(
+            f"\nTaobao refused {', '.join(refused)} (its campaign lock: alerted, parked until "
+            "the code changes again)."
+        )
+    _say("\nTaobao agrees with the ledger for every listed merchant code it accepts.")
     return 0
 
 

@@ -18,9 +18,10 @@ from connector.contracts.events import (
     WarehouseType,
 )
 
-__all__ = ["POISON", "UNMAPPED_CODE", "Step", "demo_scenario"]
+__all__ = ["POISON", "UNMAPPED_CODE", "Step", "TaobaoSale", "demo_scenario"]
 
 WAREHOUSE: Final = "WH-SHANGHAI"
+SHIRT, MUG, RED_M = 600000000001, 600000000003, 700000000011  # the sandbox's demo shop
 UNMAPPED_CODE: Final = "SOCKS-GREY"
 POISON: Final = b"\x00\x00\x00\x00\x07not avro at all"
 
@@ -40,9 +41,26 @@ OPENING: Final = {
 
 
 @dataclass(frozen=True, slots=True)
+class TaobaoSale:
+    """A buyer's order placed on Taobao itself (the sandbox), then moved on by ``then``
+    (``pay``, ``close``, ``ship``, ``refund``): the bridge brings it in through TMC."""
+
+    num_iid: int
+    sku_id: int | None
+    quantity: int
+    then: tuple[str, ...] = ()
+
+    @property
+    def events(self) -> int:
+        """The order events the bridge derives from it (created, and cancelled if closed)."""
+        return 2 if "close" in self.then else 1
+
+
+@dataclass(frozen=True, slots=True)
 class Step:
     title: str
     events: tuple[StockEvent | bytes, ...]  # bytes: a poison message for the orders topic
+    taobao: tuple[TaobaoSale, ...] = ()  # sales made on Taobao itself
 
 
 class _Clock:
@@ -105,6 +123,16 @@ def demo_scenario(start_ms: int) -> list[Step]:
         Step("opening stocktake: 11 merchant codes counted in the warehouse", opening),
         Step("orders from Taobao, JD, the web shop and a store POS", orders),
         Step("flash sale: 6 sneaker orders for 5 pairs (one oversold)", flash),
+        Step(
+            "Taobao sells on its own: 2 mugs, 1 mug the buyer never pays for (closed), a red "
+            "M T-shirt paid later (付款减库存); Taobao deducts first, TMC brings them in",
+            (),
+            (
+                TaobaoSale(MUG, None, 2),
+                TaobaoSale(MUG, None, 1, ("close",)),
+                TaobaoSale(SHIRT, RED_M, 1, ("pay",)),
+            ),
+        ),
         Step("a cancel, a shipment, a cancelled flash-sale order", follow_up),
         Step("restock, damage and a recount of the mugs", restock),
         Step("redelivery: the orders and the flash sale arrive a second time", orders + flash),

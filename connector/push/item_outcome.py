@@ -114,7 +114,9 @@ def failure_policy(exc: TaobaoError) -> tuple[TaobaoState, float]:
         return TaobaoState.PENDING, TRANSIENT_RETRY_S
     if (exc.sub_code or "").startswith(ITEM_GONE):
         return TaobaoState.PENDING, TRANSIENT_RETRY_S  # looked up again next time
-    if isinstance(exc, TaobaoCallerError):
+    if isinstance(exc, TaobaoCallerError) and (
+        (exc.sub_code or "").startswith("isv.") or exc.code in (40, 41)
+    ):
         # Taobao refused this request: sending it again unchanged is refused again.
         return TaobaoState.FAILED, PARKED_RETRY_S
     # Session, credentials, the platform failing: an operator has to act; retry slowly.
@@ -124,7 +126,9 @@ def failure_policy(exc: TaobaoError) -> tuple[TaobaoState, float]:
 def app_wide_error(exc: TaobaoError) -> bool:
     """An error that stops every call of the app, not one item's: a call limit, or the
     platform being unreachable."""
-    return isinstance(exc, TaobaoCallLimited | TaobaoTransientError | TaobaoUnknownOutcome)
+    if isinstance(exc, TaobaoCallLimited):
+        return exc.app_wide
+    return isinstance(exc, TaobaoTransientError | TaobaoUnknownOutcome)
 
 
 def app_wide_retry(
@@ -135,7 +139,7 @@ def app_wide_retry(
     rescheduling that item alone. ``leased``: the items actually pushed (not the ones
     another replica held). Returns the time to wait and whether it is a call limit."""
     errors = [o.error for o in leased] + list(lookups.values())
-    limits = [e.retry_after_s for e in errors if isinstance(e, TaobaoCallLimited)]
+    limits = [e.retry_after_s for e in errors if isinstance(e, TaobaoCallLimited) and e.app_wide]
     if limits:
         return max(max(limits), 1.0), True
     if errors and all(e is not None and app_wide_error(e) for e in errors):

@@ -180,8 +180,11 @@ class ItemPusher:
                 await self._items.save(num_iid, fields)
                 transitions.append(Transition.RELISTED)
             else:
+                # By increments, the ledger counts the orders Taobao holds stock for on an
+                # item deducted on payment: an absolute write adds the holds back.
+                holds = bases is not None and state.get("sub_stock") == "2"
                 transitions += await self._set_stock(
-                    num_iid, action, view, self._locked(state), bases
+                    num_iid, action, view, self._locked(state), bases, holds=holds
                 )
         if plan.hand_delisted:
             transitions.append(Transition.HAND_DELISTED)
@@ -209,10 +212,19 @@ class ItemPusher:
         return bool(locked_ms) and self._clock_ms() - int(locked_ms or 0) < ttl_ms
 
     async def _set_stock(
-        self, num_iid: int, action: SetStock, view: ItemView, locked: bool, bases: Bases | None
+        self,
+        num_iid: int,
+        action: SetStock,
+        view: ItemView,
+        locked: bool,
+        bases: Bases | None,
+        *,
+        holds: bool = False,
     ) -> list[Transition]:
         """Set the stock; what it took beside (a delisting at a sell-out Taobao made, a
-        target raised to what unpaid orders hold)."""
+        target raised to what unpaid orders hold). With ``holds`` an absolute write sets
+        each SKU to its target plus what unpaid orders hold there: Taobao sells the
+        quantity less the holds, and the ledger's target already counts those orders."""
         # (A locked item takes increments too: only full updates are refused.)
         deltas = None if bases is None else increments(action.quantities, bases.known)
         if deltas is not None and bases is not None:
@@ -225,6 +237,8 @@ class ItemPusher:
             else:
                 return [Transition.DELISTED] if delisted else []
         quantities = dict(action.quantities)
+        if holds:
+            quantities = await self._plus_holds(num_iid, quantities)
         result: ItemQuantity | None = None
         read_ms: int | None = None
         held = False
@@ -250,13 +264,22 @@ class ItemPusher:
             await bases.written(quantities, at_ms)
         return [Transition.WITHHELD] if held else []
 
+    async def _holds(self, num_iid: int) -> dict[SkuKey, int]:
+        """What unpaid orders hold per SKU (付款减库存), read now."""
+        item = await self._client.get_item(num_iid)
+        found: dict[SkuKey, int] = {s.sku_id: s.with_hold_quantity for s in item.skus}
+        if not item.skus:
+            found[None] = item.with_hold_quantity
+        return found
+
+    async def _plus_holds(self, num_iid: int, targets: Mapping[SkuKey, int]) -> dict[SkuKey, int]:
+        held = await self._holds(num_iid)
+        return {k: q + held.get(k, 0) for k, q in targets.items()}
+
     async def _with_holds(self, num_iid: int, targets: Mapping[SkuKey, int]) -> dict[SkuKey, int]:
         """Taobao refuses a quantity below what unpaid orders hold (付款减库存): the lowest
         it allows is the hold itself, which leaves nothing for sale."""
-        item = await self._client.get_item(num_iid)
-        holds: dict[SkuKey, int] = {s.sku_id: s.with_hold_quantity for s in item.skus}
-        if not item.skus:
-            holds[None] = item.with_hold_quantity
+        holds = await self._holds(num_iid)
         raised = {k: max(q, holds.get(k, 0)) for k, q in targets.items()}
         log.warning(
             "item %s: unpaid orders hold more than the targets %s; setting %s",
@@ -402,6 +425,8 @@ class ItemPusher:
         }
         if item.on_sale:
             fields["delisted_by_us"] = 0  # on sale again: any earlier delisting is history
+        if item.sub_stock is not None:
+            fields["sub_stock"] = item.sub_stock
         if item.delist_time is not None:
             fields["tb_delist_ms"] = int(item.delist_time.timestamp() * 1000)
         if item.skus:

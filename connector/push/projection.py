@@ -71,6 +71,7 @@ from connector.push.outcomes import (
     ItemTransition,
     PushReport,
     SkuPush,
+    Transition,
 )
 from connector.push.planner import target
 from connector.redis_client import AsyncRedis
@@ -83,6 +84,7 @@ __all__ = ["TaobaoProjection", "error_class"]
 log = logging.getLogger(__name__)
 
 _E = TypeVar("_E", bound=BaseException)
+WITHHELD_RETRY_S = 60.0
 
 
 class TaobaoProjection:
@@ -149,7 +151,7 @@ class TaobaoProjection:
             for listing in listings:
                 by_item.setdefault(listing.num_iid, {})[listing.sku_id] = code
         limited = asyncio.Event()  # a call limit was hit: start no further item
-        if any(isinstance(e, TaobaoCallLimited) for e in resolution.failed.values()):
+        if any(_stops_all(e) for e in resolution.failed.values()):
             limited.set()
         outcomes = await self._push_items(by_item, parents or {}, stop, limited)
         leased = [o for o in outcomes if o.leased]
@@ -178,7 +180,7 @@ class TaobaoProjection:
                     return not_pushed(num_iid, skus)
                 links = [ctx for code in skus.values() for ctx in parents.get(code, ())]
                 outcome = await self._guarded(num_iid, skus, links)
-                if isinstance(outcome.error, TaobaoCallLimited):
+                if outcome.error is not None and _stops_all(outcome.error):
                     limited.set()
                 self._on_item_done()
                 return outcome
@@ -382,10 +384,26 @@ class TaobaoProjection:
         version = max((v for v in read.values() if v is not None), default=0)
         codes = tuple(sorted(skus.values()))
         transitions = [ItemTransition(num_iid, kind, codes, version) for kind in kinds]
+        if Transition.WITHHELD in kinds:
+            # Taobao took the holds, not the targets: pushed again until the holds are
+            # paid or released and the targets go in.
+            return ItemOutcome(
+                num_iid,
+                read,
+                by_code,
+                TaobaoState.PENDING,
+                WITHHELD_RETRY_S,
+                transitions=transitions,
+            )
         return ItemOutcome(num_iid, read, by_code, state, transitions=transitions)
 
     def _target(self, stock: SkuStock) -> int:
         return target(stock.available, self._settings.safety_stock)
+
+
+def _stops_all(exc: BaseException) -> bool:
+    """A call limit on the app (not one API's, nor the quota share reads give up)."""
+    return isinstance(exc, TaobaoCallLimited) and exc.app_wide
 
 
 def _first(group: BaseExceptionGroup[_E]) -> _E:

@@ -166,7 +166,8 @@ def session_alerts(expiry: Expiry | None, *, now: datetime, warn_s: float) -> li
         why = "" if renewable else " and cannot be refreshed (a fixed-length token)"
         alerts.append(
             StockAlert(
-                alert_id=f"session_expiring:{what}:{int(at.timestamp())}",
+                # By the hour: a refresh that moves the expiry by seconds is the same one.
+                alert_id=f"session_expiring:{what}:{int(at.timestamp()) // 3600}",
                 kind=AlertKind.SESSION_EXPIRING,
                 severity=Severity.CRITICAL if left_h < 24 else Severity.WARNING,
                 message=(

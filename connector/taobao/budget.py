@@ -209,13 +209,17 @@ class RedisCallBudget:
             if status == 2:
                 raise _limited(method, _OVER_BUDGET, wait_ms)
             if status == 3:
-                raise _limited(method, _quota_spent(self._policy, method), wait_ms)
+                spent = _limited(method, _quota_spent(self._policy, method), wait_ms)
+                spent.app_wide = method not in YIELDING_READS  # stock updates still go
+                raise spent
             # Banned: wait it out only if the ban ends within what the caller allows.
             if waited + wait_ms / 1000.0 > max_wait_s:
                 reason = "calls banned by the platform (code 7)"
                 if status == 4:
                     reason = f"calls of {method} banned by the platform (a ban of this API)"
-                raise _limited(method, reason, wait_ms)
+                limited = _limited(method, reason, wait_ms)
+                limited.app_wide = status == 1
+                raise limited
             await self._sleep(wait_ms / 1000.0)
             waited += wait_ms / 1000.0
 
@@ -234,6 +238,7 @@ class RedisCallBudget:
             self._reach_ms if self._called else 0.0,
             self._policy.refuse_at(method),
             day_left_ms,
+            self.quota.used if self.quota.day == day else 0,
         ]
         for bucket_method, interval_ms, burst in buckets:
             keys.append(self._keys.call_budget(self._app_key, bucket_method))

@@ -16,8 +16,9 @@
 -- ARGV[3]      the count at which this call is refused (0: no daily quota): the quota,
 --              or less for a read that yields to stock updates when the quota runs low
 -- ARGV[4]      ms until the China-time day ends (the count's wait and its expiry)
--- ARGV[2k+3]   interval_ms of budget k (1000 / qps), k = 1 for KEYS[5]
--- ARGV[2k+4]   burst of budget k (calls allowed back to back)
+-- ARGV[5]      the day's count as this replica last saw it (restores a lost count)
+-- ARGV[2k+4]   interval_ms of budget k (1000 / qps), k = 1 for KEYS[5]
+-- ARGV[2k+5]   burst of budget k (calls allowed back to back)
 --
 -- Returns {status, wait_ms, calls counted today (with this one, if reserved)}:
 --   {0, w}  reserved (and counted); the caller sleeps w ms, then calls
@@ -32,14 +33,22 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 local ban_ms = redis.call('PTTL', KEYS[1])
 if ban_ms > 0 then
-  return {1, ban_ms}
+  return {1, ban_ms, 0}
 end
 ban_ms = redis.call('PTTL', KEYS[2])
 if ban_ms > 0 then
-  return {4, ban_ms}
+  return {4, ban_ms, 0}
 end
 
 local limit, day_left = tonumber(ARGV[3]), tonumber(ARGV[4])
+if limit > 0 and redis.call('EXISTS', KEYS[3]) == 0 then
+  -- The budget's state was lost (see resume_ms): the day's count with it. It is at least
+  -- what this replica last saw of it today.
+  local seen = tonumber(ARGV[5])
+  if seen > tonumber(redis.call('GET', KEYS[4]) or 0) then
+    redis.call('SET', KEYS[4], seen, 'PX', day_left + 86400000)
+  end
+end
 local used = tonumber(redis.call('GET', KEYS[4]) or 0)
 if limit > 0 and used >= limit then
   return {3, day_left, used}
@@ -55,7 +64,7 @@ if redis.call('EXISTS', KEYS[3]) == 0 then
     -- in Redis, so it holds for every replica whatever this call returns.
     for i = first, #KEYS do
       local k = i - first + 1
-      local span = tonumber(ARGV[2 * k + 3]) * tonumber(ARGV[2 * k + 4])
+      local span = tonumber(ARGV[2 * k + 4]) * tonumber(ARGV[2 * k + 5])
       redis.call('SET', KEYS[i], now + resume + span, 'PX', math.ceil(resume + 2 * span))
     end
   end
@@ -64,8 +73,8 @@ local worst = 0
 local new_tats = {}
 for i = first, #KEYS do
   local k = i - first + 1
-  local interval = tonumber(ARGV[2 * k + 3])
-  local burst = tonumber(ARGV[2 * k + 4])
+  local interval = tonumber(ARGV[2 * k + 4])
+  local burst = tonumber(ARGV[2 * k + 5])
   local tat = tonumber(redis.call('GET', KEYS[i]) or now)
   if tat < now then tat = now end
   local new_tat = tat + interval

@@ -152,6 +152,8 @@ def error_from_response(
         ban_s = parse_ban_seconds(sub_msg)
         # No ban time in the message: wait the configured default rather than hammer.
         retry_after_s = float(default_ban_s if ban_s is None else ban_s)
-        return TaobaoCallLimited(msg, retry_after_s=retry_after_s, **fields)
+        limited = TaobaoCallLimited(msg, retry_after_s=retry_after_s, **fields)
+        limited.app_wide = not api_scoped_ban(sub_code)
+        return limited
     hint = _HINTS.get(code or 0)
     return _CLASS_TO_ERROR[kind](f"{msg} ({hint})" if hint else msg, **fields)

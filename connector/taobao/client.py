@@ -81,7 +81,7 @@ ParamValue = str | int | bool | datetime | None
 
 ITEM_FIELDS: Final = (
     "num_iid,title,outer_id,num,approve_status,modified,list_time,delist_time,"
-    "with_hold_quantity,sku"
+    "with_hold_quantity,sub_stock,sku"
 )
 LIST_FIELDS: Final = "num_iid,title,outer_id,num,approve_status,modified,list_time,delist_time"
 SKU_FIELDS: Final = "sku_id,num_iid,outer_id,quantity,properties,modified,status"
@@ -272,6 +272,9 @@ class TopClient:
             seed_refresh_token=settings.refresh_token,
             seed_expires_at=settings.session_expires_at,
             refresh_margin_s=settings.refresh_margin_s,
+            # Held while the refresh call runs, which may wait for the budget and retry:
+            # no other replica may spend the same refresh token meanwhile.
+            lock_ttl_s=settings.deadline_s + settings.timeout_s + 5,
         )
         client = cls(
             http=http,

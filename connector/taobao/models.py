@@ -93,6 +93,9 @@ class Item:
     delist_time: datetime | None
     skus: tuple[Sku, ...]
     with_hold_quantity: int = 0
+    # 1: Taobao takes the stock when the buyer orders (拍下减库存); 2: when the buyer pays
+    # (付款减库存), holding it as with_hold_quantity meanwhile. None: not said.
+    sub_stock: int | None = None
 
     @property
     def on_sale(self) -> bool:
@@ -143,6 +146,7 @@ def parse_item(raw: Mapping[str, Any]) -> Item:
         delist_time=_time(raw.get("delist_time")),
         skus=tuple(parse_sku(s) for s in unwrap_list(raw.get("skus"), "sku")),
         with_hold_quantity=_int(raw.get("with_hold_quantity")) or 0,
+        sub_stock=_int(raw.get("sub_stock")),
     )
 
 

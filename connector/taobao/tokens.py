@@ -33,7 +33,13 @@ import httpx
 from pydantic import SecretStr
 from redis.exceptions import RedisError
 
-from connector.errors import DependencyError, TaobaoCallerError, TaobaoSessionError, redact
+from connector.errors import (
+    DependencyError,
+    TaobaoCallerError,
+    TaobaoSessionError,
+    TaobaoUnknownOutcome,
+    redact,
+)
 from connector.keys import Keys
 from connector.push.leases import Leases
 from connector.redis_client import AsyncRedis
@@ -340,7 +346,14 @@ class TopTokenEndpoint:
                 needs_session=False,
             )
         except TaobaoCallerError as exc:
-            raise TaobaoSessionError(_refused_refresh(exc), method=method) from None
+            raise TaobaoSessionError(_refused_refresh(exc, refresh_token), method=method) from None
+        except TaobaoUnknownOutcome:
+            # The call that needed the session was not sent: it fails on the session.
+            raise TaobaoSessionError(
+                "the token refresh got no answer (the refresh token may be spent); it is "
+                "tried again with the next call",
+                method=method,
+            ) from None
         try:
             fields = json.loads(str(body["token_result"]))
         except (KeyError, ValueError):
@@ -354,9 +367,9 @@ class TopTokenEndpoint:
         return grant_from(fields, refresh_token, self._clock())
 
 
-def _refused_refresh(exc: TaobaoCallerError) -> str:
-    # (sub_msg is TOP's text; it never carries the token, which travels in the body.)
-    why = exc.sub_msg or exc.sub_code or "refused"
+def _refused_refresh(exc: TaobaoCallerError, used: SecretStr) -> str:
+    # TOP's text should never carry the token; redacted all the same.
+    why = redact(exc.sub_msg or exc.sub_code or "refused", (used.get_secret_value(),))[:200]
     return (
         f"token refresh refused ({why}): the refresh token is expired or spent, or the app's "
         "tokens are fixed-length (only apps sold on the service market may refresh); "
@@ -431,9 +444,17 @@ class TokenManager:
         token = self._cached
         if token is None or self._expiring(token):
             token = await self._load_or_seed()
-        if self._expiring(token) and token.refresh_token is not None:
+        if self._expiring(token) and self._refreshable(token):
             token = await self.refresh(stale=token)
         return token
+
+    def _refreshable(self, token: StoredToken) -> bool:
+        """Whether a refresh can renew ``token``: a fixed-length token (or one whose refresh
+        token has ended) is used as it is until it expires."""
+        if token.refresh_token is None or token.refreshable is False:
+            return False
+        ends = token.refresh_expires_at
+        return ends is None or ends.timestamp() > self._clock()
 
     async def refresh(self, *, stale: StoredToken) -> StoredToken:
         """Replace ``stale`` (rejected or expiring) with a fresh token, once for everyone."""

@@ -60,6 +60,7 @@ PRODUCE_TIMEOUT_S: Final = 30.0
 ROUND_MESSAGES: Final = 1_000  # messages consumed before their trades are read
 RETRY_S: Final = 2.0  # pause before a failed round is tried again
 AUTH_RETRY_S: Final = 30.0
+LIMITED_RETRY_MAX_S: Final = 60.0
 DEFAULT_SHOP: Final = "taobao"
 
 
@@ -273,7 +274,8 @@ class TmcBridge:
 
 def _retry_s(exc: Exception) -> float:
     if isinstance(exc, TaobaoCallLimited):
-        return max(exc.retry_after_s, RETRY_S)
+        # (Capped: a quota spent until midnight is looked at again every minute.)
+        return min(max(exc.retry_after_s, RETRY_S), LIMITED_RETRY_MAX_S)
     if isinstance(exc, TaobaoAuthError | TaobaoSessionError):
         return AUTH_RETRY_S  # an operator has to act: do not spend the budget meanwhile
     return RETRY_S

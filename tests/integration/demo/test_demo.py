@@ -26,6 +26,9 @@ def test_the_demo_converges_and_says_so(broker: str, redis_url: str) -> None:
     )
 
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Taobao agrees with the ledger for every listed merchant code." in result.stderr
+    assert (
+        "Taobao agrees with the ledger for every listed merchant code it accepts." in result.stderr
+    )
+    assert "Taobao refused JACKET-BLACK-M" in result.stderr  # the campaign lock: parked
     assert "1 rejected" in result.stderr
     assert "11 duplicate" in result.stderr

@@ -255,3 +255,22 @@ async def test_a_ban_of_one_api_waits_on_that_api_only(
     # Every other API goes on, and the app is not banned.
     assert (await client.get_item(MUG)).num_iid == MUG
     assert await client.ban_remaining_s() == 0
+
+
+async def test_a_lost_daily_count_is_restored_from_what_the_replica_saw(
+    sandbox_factory: SandboxFactory, make_client: MakeClient, redis: Redis, keys: Keys
+) -> None:
+    sandbox = sandbox_factory(daily_quota=10)
+    client = make_client(sandbox, daily_quota=8)
+    for _ in range(6):
+        await client.get_item(MUG)
+    # Redis loses the budget's state (a failover to an empty replica): the count with it.
+    await redis.delete(
+        *await redis.keys(f"{keys.prefix}:*budget*"), *await redis.keys(f"{keys.prefix}:*quota*")
+    )
+    with pytest.raises(TaobaoCallLimited):  # the budget resumes carefully (no call yet)
+        await client.get_item(MUG)
+    # The count came back as this replica last saw it, not from zero.
+    counts = await redis.keys(f"{keys.prefix}:*quota*")
+    assert [int(await redis.get(k)) for k in counts] == [6]
+    assert client.quota().used == 6

@@ -208,7 +208,7 @@ async def test_expired_session_is_refreshed_then_retried(
     assert [(c["method"], c["code"]) for c in logged] == [
         ("taobao.item.seller.get", None),
         ("taobao.item.seller.get", 27),
-        ("/token", None),
+        ("taobao.top.auth.token.refresh", None),
         ("taobao.item.seller.get", None),
     ]
 
@@ -223,13 +223,13 @@ async def test_session_close_to_expiry_is_refreshed_before_calling(
 
     # Refreshed beforehand: one token exchange, and no call failed with code 27.
     assert [(c["method"], c["code"]) for c in calls(sandbox)] == [
-        ("/token", None),
+        ("taobao.top.auth.token.refresh", None),
         ("taobao.item.seller.get", None),
     ]
     # A second replica sharing Redis uses the refreshed token, with no second refresh.
     other = make_client(sandbox, session_expires_at=soon, refresh_margin_s=60)
     await other.get_item(MUG)
-    assert len(calls(sandbox, "/token")) == 1
+    assert len(calls(sandbox, "taobao.top.auth.token.refresh")) == 1
 
 
 async def test_drop_after_apply_on_incremental_update_is_an_unknown_outcome(

@@ -5,10 +5,13 @@ from __future__ import annotations
 from connector.contracts.records import TaobaoState
 from connector.errors import TaobaoCallerError, TaobaoCallLimited, TaobaoTransientError
 from connector.push.item_outcome import (
+    FAILED_RETRY_S,
+    PARKED_RETRY_S,
     TRANSIENT_RETRY_S,
     ItemOutcome,
     app_wide_retry,
     error_class,
+    failure_policy,
     item_push,
 )
 
@@ -37,6 +40,21 @@ def test_a_call_limit_anywhere_is_app_wide_and_says_so() -> None:
     assert app_wide_retry([], {"B": limited}) == (42.0, True)
     short = TaobaoCallLimited("over budget", retry_after_s=0.1, method="taobao.item.get")
     assert app_wide_retry([pushed(short)], {}) == (1.0, True)  # never a busy wait
+
+
+def test_a_limit_of_one_api_or_of_reads_only_stops_no_other_push() -> None:
+    lookups = TaobaoCallLimited("90 % used", retry_after_s=3600.0, method="taobao.skus.custom.get")
+    lookups.app_wide = False  # the daily quota's last share is kept for stock updates
+    assert app_wide_retry([pushed()], {"B": lookups}) == (None, False)
+    # Its codes wait, on their own, for as long as the limit says.
+    assert failure_policy(lookups) == (TaobaoState.PENDING, 3600.0)
+
+
+def test_only_documented_refusals_are_parked_until_the_next_change() -> None:
+    refused = TaobaoCallerError("no", method="m", sub_code="isv.item-is-campaign:x")
+    assert failure_policy(refused) == (TaobaoState.FAILED, PARKED_RETRY_S)
+    gateway = TaobaoCallerError("HTTP 404 from the gateway: check TAOBAO_GATEWAY_URL", method="m")
+    assert failure_policy(gateway) == (TaobaoState.FAILED, FAILED_RETRY_S)
 
 
 def test_a_push_record_confirms_only_what_the_ledger_confirmed() -> None:
