@@ -290,11 +290,13 @@ def _push_line(push: StockPush) -> str:
 
 async def _converge(connector: Connector, task: asyncio.Task[None]) -> None:
     """Wait until nothing is pending but codes Taobao does not list (they wait, pending,
-    for the merchant to list them)."""
+    for the merchant to list them) or refused (parked until they change again)."""
     deadline = time.monotonic() + STEP_TIMEOUT_S
     while not task.done() and time.monotonic() < deadline:
-        pending = set(await connector.ledger.due(2**62, 10_000))
-        if pending <= {UNMAPPED_CODE}:
+        pending = set(await connector.ledger.due(2**62, 10_000)) - {UNMAPPED_CODE}
+        stock = await connector.ledger.stock(pending)
+        # A code Taobao refused waits (parked) for its next change: not for the demo.
+        if all(s.taobao_state == TaobaoState.FAILED.value for s in stock.values()):
             return
         await asyncio.sleep(0.2)
 

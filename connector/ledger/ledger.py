@@ -573,7 +573,7 @@ class Ledger:
                 pipe.hkeys(self._keys.sku(sku))
             fields = await self._guard(pipe.execute())
         doomed = {
-            sku: [f for f in _texts(names) if f[:2] in ("b:", "a:", "i:")]
+            sku: [f for f in _texts(names) if f[:2] in ("b:", "a:", "i:", "z:")]
             for sku, names in zip(skus, fields, strict=True)
         }
         doomed = {sku: names for sku, names in doomed.items() if names}
@@ -728,4 +728,6 @@ def _sku_stock(sku: str, row: Mapping[bytes | str, bytes | str]) -> SkuStock:
             for f, v in fields.items()
             if f.startswith("b:") and "i:" + f[2:] not in fields
         },
+        taobao_orders_ms={f[2:]: int(v) for f, v in fields.items() if f.startswith("t:")},
+        ambiguous=frozenset(f[2:] for f in fields if f.startswith("z:")),
     )

@@ -49,14 +49,14 @@ class BaseStore:
                 for (code, listing), value in values.items():
                     key = self._keys.sku(code)
                     pipe.hset(key, mapping={f"b:{listing}": value, f"a:{listing}": at_ms})
-                    pipe.hdel(key, f"i:{listing}")
+                    pipe.hdel(key, f"i:{listing}", f"z:{listing}")
                 await pipe.execute()
         except RedisError as exc:
             raise DependencyError(f"Redis unreachable for push bases: {exc}") from exc
 
     async def forget(self, pairs: Iterable[Pair]) -> None:
         """Their next push is an absolute write."""
-        await self._fields(pairs, "b:", "i:")
+        await self._fields(pairs, "b:", "i:", "z:")
 
     async def _script(self, mode: str, deltas: Mapping[Pair, int]) -> None:
         if not deltas:

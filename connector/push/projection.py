@@ -45,7 +45,7 @@ from connector.errors import (
 )
 from connector.keys import Keys
 from connector.ledger.ledger import Ledger
-from connector.ledger.outcomes import SkuStock
+from connector.ledger.outcomes import PushBase, SkuStock
 from connector.push.base_store import BaseStore
 from connector.push.bases import listing_key
 from connector.push.item_outcome import (
@@ -85,6 +85,9 @@ log = logging.getLogger(__name__)
 
 _E = TypeVar("_E", bound=BaseException)
 WITHHELD_RETRY_S = 60.0
+# How long no Taobao order may have come on a listing before an ambiguous base is
+# re-anchored by an absolute write (longer than the bridge takes to bring an order in).
+REANCHOR_QUIET_S = 15.0
 
 
 class TaobaoProjection:
@@ -104,6 +107,7 @@ class TaobaoProjection:
         own_delist_slack_ms: int = OWN_DELIST_SLACK_MS,
         on_item_done: Callable[[], None] = lambda: None,
         increments: bool = False,
+        reanchor_quiet_s: float = REANCHOR_QUIET_S,
     ) -> None:
         self._client = client
         self._ledger = ledger
@@ -119,6 +123,7 @@ class TaobaoProjection:
         # By increments against Taobao's own deductions (connector/push/bases.py): when
         # Taobao-side orders reach the ledger with their listing (the TMC bridge).
         self._bases = BaseStore(redis, keys) if increments else None
+        self._reanchor_quiet_s = reanchor_quiet_s
         self._keys = keys
         self._settings = settings
         self._tracer = tracer or get_tracer()
@@ -367,9 +372,9 @@ class TaobaoProjection:
         read: dict[str, int | None] = {code: stock[code].version for code in skus.values()}
         targets = {key: self._target(stock[code]) for key, code in skus.items()}
         by_code = {code: targets[key] for key, code in skus.items()}
-        bases = None
+        bases, unsettled = None, False
         if self._bases is not None:
-            known = {k: stock[c].bases.get(listing_key(num_iid, k)) for k, c in skus.items()}
+            known, unsettled = self._settled_bases(num_iid, skus, stock)
             bases = Bases(num_iid, skus, known, self._bases)
         try:
             plan, kinds = await self._pusher.execute(num_iid, targets, lease_lost=lost, bases=bases)
@@ -384,6 +389,17 @@ class TaobaoProjection:
         version = max((v for v in read.values() if v is not None), default=0)
         codes = tuple(sorted(skus.values()))
         transitions = [ItemTransition(num_iid, kind, codes, version) for kind in kinds]
+        if unsettled:
+            # Pushed on a base that may count an order twice (Taobao shows less, never
+            # more): pushed again, absolutely, once Taobao's orders on it go quiet.
+            return ItemOutcome(
+                num_iid,
+                read,
+                by_code,
+                TaobaoState.PENDING,
+                REANCHOR_QUIET_S,
+                transitions=transitions,
+            )
         if Transition.WITHHELD in kinds:
             # Taobao took the holds, not the targets: pushed again until the holds are
             # paid or released and the targets go in.
@@ -396,6 +412,28 @@ class TaobaoProjection:
                 transitions=transitions,
             )
         return ItemOutcome(num_iid, read, by_code, state, transitions=transitions)
+
+    def _settled_bases(
+        self, num_iid: int, skus: Mapping[SkuKey, str], stock: Mapping[str, SkuStock]
+    ) -> tuple[dict[SkuKey, PushBase | None], bool]:
+        """Each SKU's base; an ambiguous one (a Taobao order in the second of its absolute
+        write) is dropped for a fresh absolute write once no Taobao order has come on it
+        for ``REANCHOR_QUIET_S``, so that the write erases nothing. Whether one is still
+        ambiguous (not quiet yet)."""
+        now_ms = self._clock_ms()
+        known: dict[SkuKey, PushBase | None] = {}
+        unsettled = False
+        for key, code in skus.items():
+            listing = listing_key(num_iid, key)
+            found = stock[code]
+            known[key] = found.bases.get(listing)
+            if listing in found.ambiguous and known[key] is not None:
+                last = found.taobao_orders_ms.get(listing, 0)
+                if now_ms - last >= self._reanchor_quiet_s * 1000:
+                    known[key] = None
+                else:
+                    unsettled = True
+        return known, unsettled
 
     def _target(self, stock: SkuStock) -> int:
         return target(stock.available, self._settings.safety_stock)

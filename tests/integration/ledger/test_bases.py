@@ -63,10 +63,18 @@ async def test_orders_placed_before_an_absolute_write_do_not_move_the_base(
 ) -> None:
     # The write overwrote their deduction: the projection pushes it like any change.
     await BaseStore(redis, keys).written({("A", LISTING): 50}, WRITTEN_MS)
-    await ledger.apply([taobao(OrderType.CREATED, "t1", 3, WRITTEN_MS)])  # same second
     await ledger.apply([taobao(OrderType.CREATED, "t2", 4, WRITTEN_MS - 5000)])
-    assert (await bases(ledger))[LISTING].base == 50
-    assert (await ledger.stock(["A"]))["A"].available == 43
+    stock = (await ledger.stock(["A"]))["A"]
+    assert stock.bases[LISTING].base == 50 and stock.ambiguous == frozenset()
+    # In the very second of the write: before or after it, nobody can tell. Counted as
+    # before (Taobao shows less, never more), and the base is marked for re-anchoring.
+    await ledger.apply([taobao(OrderType.CREATED, "t1", 3, WRITTEN_MS)])
+    stock = (await ledger.stock(["A"]))["A"]
+    assert stock.bases[LISTING].base == 50 and stock.available == 43
+    assert stock.ambiguous == frozenset({LISTING})
+    assert stock.taobao_orders_ms == {LISTING: WRITTEN_MS}
+    await BaseStore(redis, keys).written({("A", LISTING): 43}, WRITTEN_MS + 20_000)
+    assert (await ledger.stock(["A"]))["A"].ambiguous == frozenset()
 
 
 async def test_without_a_base_nothing_is_written_and_increments_do_not_create_one(

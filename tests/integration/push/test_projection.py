@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from connector.contracts.events import WarehouseEvent, WarehouseType
+from connector.contracts.events import (
+    OrderEvent,
+    OrderLine,
+    OrderType,
+    WarehouseEvent,
+    WarehouseType,
+)
 from connector.contracts.records import AlertKind, TaobaoState
 from connector.keys import Keys
 from connector.ledger.ledger import Ledger
@@ -215,3 +221,32 @@ async def test_a_target_below_what_unpaid_orders_hold_is_set_to_the_hold(
     assert [t.kind for t in report.transitions] == [Transition.WITHHELD]
     alerts = alerts_for_push(report, now_ms=0)
     assert [a.kind for a in alerts] == [AlertKind.STOCK_WITHHELD]
+
+
+async def test_an_ambiguous_base_is_written_again_once_taobao_goes_quiet(
+    redis: Redis, keys: Keys, sandbox: SandboxServer, make_client: MakeClient
+) -> None:
+    rig = Rig(redis, keys, make_client(sandbox))
+    rig.projection = TaobaoProjection(
+        client=make_client(sandbox), ledger=rig.ledger, mapping=rig.mapping, redis=redis,
+        keys=keys, settings=SyncSettings.model_validate({"push_lease_s": 5}),
+        own_delist_slack_ms=0, increments=True, reanchor_quiet_s=1.0,
+    )  # fmt: skip
+    await rig.count("MUG-WHITE", 60)
+    await rig.projection.push(["MUG-WHITE"])  # the first push: absolute, the base starts
+    base = (await rig.ledger.stock(["MUG-WHITE"]))["MUG-WHITE"].bases[f"{MUG}:"]
+    # A Taobao order in the very second of that write (sold on Taobao: 58 there).
+    admin(sandbox, "POST", "/sandbox/orders", {"num_iid": MUG, "quantity": 2})
+    tie = OrderEvent("t1", "t1", "taobao", "s", OrderType.CREATED,
+                     (OrderLine("MUG-WHITE", 2, None, f"{MUG}:"),), base.absolute_ms)  # fmt: skip
+    await rig.ledger.apply([tie])
+
+    report = await rig.projection.push(["MUG-WHITE"])
+    # Counted as before the write: pushed again (Taobao 56, less than the truth, never more),
+    # and kept pending until Taobao's orders on it go quiet.
+    assert state_item(sandbox, MUG)["num"] == 56
+    assert report.skus["MUG-WHITE"].state is TaobaoState.PENDING
+    await asyncio.sleep(1.1)
+    report = await rig.projection.push(["MUG-WHITE"])
+    assert state_item(sandbox, MUG)["num"] == 58  # re-anchored: an absolute write
+    assert report.skus["MUG-WHITE"].state is TaobaoState.SYNCED
