@@ -63,6 +63,8 @@ class AlertKind(StrEnum):
     SESSION_EXPIRING = "SESSION_EXPIRING"
     # Unpaid Taobao orders hold more than the target: set to what they hold (none for sale).
     STOCK_WITHHELD = "STOCK_WITHHELD"
+    # At the rate so far, today's calls will pass 80 % of TAOBAO_DAILY_QUOTA.
+    CALL_QUOTA_LOW = "CALL_QUOTA_LOW"
 
 
 class Severity(StrEnum):

@@ -46,9 +46,16 @@ from connector.ledger.ledger import Ledger
 from connector.metrics import SyncMetrics
 from connector.push.links import EventLinks
 from connector.push.outcomes import ItemPush, PushReport
-from connector.push.reporting import alerts_for_push, ban_alert, push_record, session_alerts
+from connector.push.reporting import (
+    alerts_for_push,
+    ban_alert,
+    push_record,
+    quota_alert,
+    session_alerts,
+)
 from connector.retrying import LoopHealth, Stopped, retry_step, wait_any
 from connector.settings import KafkaSettings, SyncSettings
+from connector.taobao.budget import QuotaView
 from connector.taobao.tokens import Expiry
 
 __all__ = ["ProjectionLoop", "ProjectionState", "Pusher"]
@@ -132,12 +139,14 @@ class ProjectionLoop:
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         session: Callable[[], Expiry | None] = lambda: None,
         session_warn_s: float = 3 * 86_400,
+        quota: Callable[[], QuotaView] | None = None,
     ) -> None:
         self._projection = projection
         # The seller session's expiries (no I/O), warned of this long before.
         self._session = session
         self._session_warn_s = session_warn_s
         self._session_alerted: set[str] = set()
+        self._quota = quota  # the daily call quota as last seen (no I/O)
         self._guard = guard or LedgerGuard()
         self._ledger = ledger
         self._bans = bans
@@ -199,6 +208,7 @@ class ProjectionLoop:
 
     async def _push_due(self) -> None:
         await self._warn_session()
+        await self._warn_quota()
         ban_s = await self._retrying("taobao-ban", self._bans.ban_remaining_s)
         await self._ban_changed(ban_s)
         if ban_s > 0:
@@ -295,6 +305,15 @@ class ProjectionLoop:
             self._metrics.alerts.add(1, {"kind": alert.kind.value})
         await self._send(lambda: self._encode((), fresh, fresh[0].raised_at_ms))
         self._session_alerted.update(a.alert_id for a in fresh)
+
+    async def _warn_quota(self) -> None:
+        """Alert once a day when the daily call quota is projected to run low."""
+        alert = quota_alert(self._quota(), now_ms=self._clock_ms()) if self._quota else None
+        if alert is None or alert.alert_id in self._session_alerted:
+            return
+        self._metrics.alerts.add(1, {"kind": alert.kind.value})
+        await self._send(lambda: self._encode((), (alert,), alert.raised_at_ms))
+        self._session_alerted.add(alert.alert_id)
 
     # ------------------------------------------------------------------ waiting
 

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from connector.contracts.records import AlertKind, Severity, StockAlert, StockPush, TaobaoState
 from connector.push.outcomes import ItemPush, ItemTransition, PushReport, Transition
+from connector.taobao.budget import QUOTA_WARN_AT, QuotaView
 from connector.taobao.tokens import Expiry
 
 __all__ = ["alerts_for_push", "alerts_for_transitions", "ban_alert", "push_record"]
@@ -183,3 +184,24 @@ def session_alerts(expiry: Expiry | None, *, now: datetime, warn_s: float) -> li
             )
         )
     return alerts
+
+
+def quota_alert(quota: QuotaView, *, now_ms: int) -> StockAlert | None:
+    """An alert when today's calls, at the rate so far, pass ``QUOTA_WARN_AT`` of the daily
+    quota (one id per China-time day)."""
+    projected, limit = quota.projected, quota.limit
+    if projected is None or limit is None or projected < QUOTA_WARN_AT * limit:
+        return None
+    return StockAlert(
+        alert_id=f"call_quota_low:{quota.day}",
+        kind=AlertKind.CALL_QUOTA_LOW,
+        severity=Severity.WARNING,
+        message=(
+            f"{quota.used} of today's {limit} TOP calls are used; at this rate the day needs "
+            f"{projected}. Near the quota, merchant-code lookups wait for midnight (China "
+            "time) and the rest goes to stock updates; once it is spent, pushes wait for "
+            "midnight. Ask the platform for a higher tier (TAOBAO_DAILY_QUOTA) or call less."
+        ),
+        raised_at_ms=now_ms,
+        details={"used": str(quota.used), "limit": str(limit), "projected": str(projected)},
+    )

@@ -177,6 +177,7 @@ class Connector:
             guard=guard,
             session=client.session_expiry,
             session_warn_s=settings.taobao.session_warn_s,
+            quota=client.quota,
         )
         ingest = IngestLoop(
             consumer=consumer,

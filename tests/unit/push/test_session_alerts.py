@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from connector.contracts.records import AlertKind, Severity
-from connector.push.reporting import session_alerts
+from connector.push.reporting import quota_alert, session_alerts
+from connector.taobao.budget import QuotaView
 from connector.taobao.tokens import Expiry
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
@@ -52,3 +53,13 @@ def test_one_alert_id_per_expiry() -> None:
     later = session_alerts(found, now=NOW + timedelta(hours=1), warn_s=3 * DAY)
     assert [a.alert_id for a in first] == [a.alert_id for a in later]
     assert session_alerts(None, now=NOW, warn_s=DAY) == []
+
+
+def test_the_daily_quota_is_alerted_once_a_day_when_projected_past_80_percent() -> None:
+    half_day = 43_200_000  # ms left: half the China-time day has gone
+    assert quota_alert(QuotaView("20261201", 1500, 5000, half_day), now_ms=0) is None
+    alert = quota_alert(QuotaView("20261201", 2100, 5000, half_day), now_ms=0)
+    assert alert is not None and alert.kind is AlertKind.CALL_QUOTA_LOW
+    assert alert.alert_id == "call_quota_low:20261201"
+    assert alert.details == {"used": "2100", "limit": "5000", "projected": "4200"}
+    assert quota_alert(QuotaView("20261201", 10**6, None, half_day), now_ms=0) is None
