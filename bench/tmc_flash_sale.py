@@ -14,7 +14,8 @@ Taobao (``POST /sandbox/orders``) at ``--rate`` per second from a few threads. P
   (p50/p99/max);
 - the worst gap between Taobao's quantity and the truth (stock less every order placed),
   sampled every 100 ms during the sale and until it converges: positive = Taobao showed
-  stock already sold (an oversell window), negative = it showed less;
+  stock already sold (an oversell window), negative = it showed less (orders answered
+  while the sample was read count as not yet placed);
 - the time from the last order until Taobao and the ledger agree with the truth.
 """
 
@@ -55,6 +56,13 @@ def main() -> None:
     parser.add_argument("--skus", type=int, default=10)
     parser.add_argument("--rate", type=float, default=500, help="orders placed per second")
     parser.add_argument("--qps", type=float, default=10, help="TAOBAO_QPS")
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="start selling before the first pushes land (as when the bridge is turned on "
+        "in the middle of a sale): their absolute writes erase what the bridge has not "
+        "brought in yet, and orders in their second are counted twice until re-anchoring",
+    )
     args = parser.parse_args()
     stock = args.orders // args.skus + 100  # no SKU sells out
     with EmbeddedBroker() as broker, EmbeddedRedis() as redis, tempfile.TemporaryDirectory() as tmp:
@@ -132,6 +140,11 @@ async def _run(
         with httpx.Client(base_url=sandbox.url, timeout=10) as http:
             await _until(lambda: _tmc(http)["topics"], "the bridge's permit", 60)
             await _until(lambda: _ledger_has(connector, codes, stock), "the opening counts", 60)
+            if not args.cold:
+                # The first push of each listing is absolute (it starts the listing's base):
+                # let it land, and its second pass, before Taobao starts selling.
+                await _until(lambda: _based(connector, codes), "the first pushes", 60)
+                await asyncio.sleep(1.1)
             before = await asyncio.to_thread(_calls, http)
             sale = _Sale(http, args.skus, stock)
             sampler = threading.Thread(target=sale.sample_until_done, daemon=True)
@@ -250,6 +263,11 @@ async def _ledger_has(connector: Connector, codes: list[str], stock: int) -> boo
     except Exception:  # the ledger's marker is written once the consumer is assigned
         return False
     return all(found[c].available == stock for c in codes)
+
+
+async def _based(connector: Connector, codes: list[str]) -> bool:
+    found = await connector.ledger.stock(codes)
+    return all(found[c].bases for c in codes)
 
 
 def _tmc(http: httpx.Client) -> dict[str, Any]:
