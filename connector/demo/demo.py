@@ -204,7 +204,7 @@ async def _sell_on_taobao(sandbox: SandboxServer, sales: Sequence[TaobaoSale]) -
                 body["sku_id"] = sale.sku_id
             answer = (await admin.post("/sandbox/orders", json=body)).raise_for_status().json()
             for step in sale.then:
-                await admin.post(f"/sandbox/orders/{answer['tid']}/{step}")
+                (await admin.post(f"/sandbox/orders/{answer['tid']}/{step}")).raise_for_status()
             moved = f" → {', '.join(sale.then)}" if sale.then else ""
             _say(
                 f"      Taobao trade {answer['tid']}: {sale.quantity} of item {sale.num_iid}{moved}"

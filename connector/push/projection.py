@@ -397,7 +397,7 @@ class TaobaoProjection:
                 read,
                 by_code,
                 TaobaoState.PENDING,
-                REANCHOR_QUIET_S,
+                self._reanchor_quiet_s,
                 transitions=transitions,
             )
         if Transition.WITHHELD in kinds:
