@@ -122,6 +122,11 @@ class Keys:
         """Hash: what the connector knows of a Taobao item (shelf state, who delisted it)."""
         return f"{self._shop}:item:{num_iid}"
 
+    def item_writes(self, num_iid: int) -> str:
+        """List with a TTL: the quantities the connector's last writes left on an item
+        (``<sku_id|->:<quantity>:<ms>``), newest first, to tell them from other changes."""
+        return f"{self._shop}:item:{num_iid}:writes"
+
     def push_lease(self, num_iid: int) -> str:
         """String with a TTL: the replica currently pushing this item holds it."""
         return f"{self._shop}:lease:{num_iid}"

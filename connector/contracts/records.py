@@ -65,6 +65,8 @@ class AlertKind(StrEnum):
     STOCK_WITHHELD = "STOCK_WITHHELD"
     # At the rate so far, today's calls will pass 80 % of TAOBAO_DAILY_QUOTA.
     CALL_QUOTA_LOW = "CALL_QUOTA_LOW"
+    # A stock change on Taobao that neither the connector nor a Taobao order made.
+    TAOBAO_STOCK_CHANGED = "TAOBAO_STOCK_CHANGED"
 
 
 class Severity(StrEnum):

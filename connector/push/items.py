@@ -21,6 +21,8 @@ __all__ = ["OWN_DELIST_SLACK_MS", "ItemStates", "SkuKey", "item_view", "sku_fiel
 SkuKey = int | None
 # How far Taobao's delist time may trail the time we recorded for our own delisting.
 OWN_DELIST_SLACK_MS: Final = 5_000
+WRITES_KEPT: Final = 50
+WRITES_TTL_S: Final = 900
 
 
 def _text(value: bytes | str) -> str:
@@ -57,6 +59,36 @@ class ItemStates:
             await self._redis.hset(self._keys.item(num_iid), mapping=mapping)
         except RedisError as exc:
             raise DependencyError(f"Redis unreachable for item state: {exc}") from exc
+
+    async def record_writes(
+        self, num_iid: int, quantities: Mapping[SkuKey, int], at_ms: int
+    ) -> None:
+        """What a write left on Taobao, kept a while (``WRITES_KEPT``, ``WRITES_TTL_S``) so
+        the message-service bridge can tell the connector's changes from others'."""
+        if not quantities:
+            return
+        key = self._keys.item_writes(num_iid)
+        entries = [f"{sku_field(k)}:{q}:{at_ms}" for k, q in quantities.items()]
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.lpush(key, *entries)
+                pipe.ltrim(key, 0, WRITES_KEPT - 1)
+                pipe.expire(key, WRITES_TTL_S)
+                await pipe.execute()
+        except RedisError as exc:
+            raise DependencyError(f"Redis unreachable for item state: {exc}") from exc
+
+    async def writes(self, num_iid: int) -> list[tuple[SkuKey, int, int]]:
+        """(sku, quantity after, when) of the connector's recent writes, newest first."""
+        try:
+            raw = await self._redis.lrange(self._keys.item_writes(num_iid), 0, -1)
+        except RedisError as exc:
+            raise DependencyError(f"Redis unreachable for item state: {exc}") from exc
+        out: list[tuple[SkuKey, int, int]] = []
+        for entry in raw:
+            sku, quantity, at_ms = _text(entry).split(":")
+            out.append((None if sku == "-" else int(sku), int(quantity), int(at_ms)))
+        return out
 
     async def intent(self, num_iid: int) -> dict[str, str]:
         try:

@@ -38,6 +38,8 @@ from connector.keys import Keys
 from connector.ledger.guard import LedgerGuard
 from connector.ledger.ledger import Ledger
 from connector.metrics import BridgeMetrics, SyncMetrics
+from connector.push.base_store import BaseStore
+from connector.push.items import ItemStates
 from connector.push.loop import ProjectionLoop, ProjectionState
 from connector.push.mapping import MappingCache
 from connector.push.projection import TaobaoProjection
@@ -47,6 +49,7 @@ from connector.settings import Settings
 from connector.taobao.client import TopClient, build_http_client
 from connector.telemetry import TaobaoMetrics, get_tracer
 from connector.tmc.bridge import TmcBridge
+from connector.tmc.item_watch import ItemWatch
 
 __all__ = ["Connector"]
 
@@ -207,6 +210,7 @@ class Connector:
                 dedupe_ttl_s=sync.dedupe_ttl_s,
                 metrics=BridgeMetrics.create(meter_provider),
                 tracer=tracer,
+                watch=ItemWatch(client, ItemStates(redis, keys), BaseStore(redis, keys), ledger),
             )
         await waiting("the Taobao session in Redis", client.prepare)
         return cls(

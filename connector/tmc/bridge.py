@@ -48,8 +48,9 @@ from connector.telemetry import get_tracer, inject_context
 from connector.tmc import api
 from connector.tmc.batch import BatchOutputs, batch_outputs, trades_named
 from connector.tmc.fetch import TradeReader
+from connector.tmc.item_watch import ItemWatch
 from connector.tmc.sent import SentRecords
-from connector.tmc.trades import TRADE_TOPICS, TmcMessage
+from connector.tmc.trades import ITEM_TOPICS, TRADE_TOPICS, TmcMessage
 
 __all__ = ["LEASE_S", "BridgeState", "TmcBridge"]
 
@@ -89,6 +90,7 @@ class TmcBridge:
         metrics: BridgeMetrics,
         tracer: Tracer | None = None,
         reader: TradeReader | None = None,
+        watch: ItemWatch | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self._client = client
@@ -100,6 +102,7 @@ class TmcBridge:
         self._taobao = taobao
         self._sent = SentRecords(redis, keys, ttl_s=dedupe_ttl_s)
         self._reader = reader or TradeReader(client, clock_ms=clock_ms)
+        self._watch = watch  # item messages: changes the connector did not make
         self._metrics = metrics
         self._tracer = tracer or get_tracer()
         self._clock_ms = clock_ms
@@ -161,9 +164,7 @@ class TmcBridge:
                 return
 
     async def _until_permitted(self, stop: asyncio.Event, lost: asyncio.Event) -> None:
-        # (The item topics join once item messages are acted on: until then they would
-        # only halve what each consume brings of the trades.)
-        topics = TRADE_TOPICS
+        topics = (*TRADE_TOPICS, *ITEM_TOPICS) if self._watch else TRADE_TOPICS
         while not (stop.is_set() or lost.is_set()):
             try:
                 await api.permit(self._client, topics)
@@ -199,6 +200,7 @@ class TmcBridge:
             await _pause(stop, _retry_s(exc), lost)
             return False
         if not messages:
+            await self._settle_items()
             self._done()
             return False
         while not stop.is_set():
@@ -211,6 +213,8 @@ class TmcBridge:
                 # Kept in hand and tried again (a lost lease too: what this replica
                 # consumed is only redelivered after the visibility timeout otherwise).
                 await _pause(stop, _retry_s(exc))
+        if not full:
+            await self._settle_items()  # caught up: what explains a change has been read
         return full
 
     async def _bridge(self, messages: list[TmcMessage]) -> None:
@@ -227,6 +231,8 @@ class TmcBridge:
                 messages, read.trades, read.missing, default_shop=DEFAULT_SHOP,
                 now_ms=self._clock_ms(),
             )  # fmt: skip
+            if self._watch is not None:
+                self._watch.hold(messages)  # judged once the bridge has caught up
             ids = [e.event_id for e in outputs.events] + [a.alert_id for a in outputs.alerts]
             unsent = await self._sent.unsent(ids)
             await self._produce(outputs, unsent, span)
@@ -260,6 +266,21 @@ class TmcBridge:
         for alert in outputs.alerts:
             if alert.alert_id in unsent:
                 log.warning("%s: %s", alert.kind.value, alert.message)
+
+    async def _settle_items(self) -> None:
+        """Once caught up: judge the item changes held long enough, report what others
+        made."""
+        if self._watch is None or not self._watch.held:
+            return
+        try:
+            alerts = await self._watch.settle(self._reader.cache)
+            outputs = BatchOutputs(alerts=alerts)
+            unsent = await self._sent.unsent([a.alert_id for a in alerts])
+            with self._tracer.start_as_current_span("tmc item changes") as span:
+                await self._produce(outputs, unsent, span)
+            await self._sent.mark(sorted(unsent))
+        except (TaobaoError, DependencyError) as exc:
+            self._failed(exc)  # (judged again with the next round)
 
     def _done(self) -> None:
         self.state.last_error = None

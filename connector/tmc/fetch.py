@@ -59,6 +59,7 @@ class TradeCache:
     max_age_ms: int = 15 * 60_000
     margin_ms: int = 3_000
     _trades: OrderedDict[int, _Entry] = field(default_factory=OrderedDict)
+    _by_item: dict[int, set[int]] = field(default_factory=dict)  # num_iid -> tids
 
     def fresh(self, tid: int, published_ms: int, now_ms: int) -> TaobaoTrade | None:
         """The cached trade if it is as new as a change published at ``published_ms``."""
@@ -75,8 +76,20 @@ class TradeCache:
         for trade in trades:
             self._trades[trade.tid] = _Entry(trade, read_ms, seen_ms)
             self._trades.move_to_end(trade.tid)
+            for line in trade.lines:
+                self._by_item.setdefault(line.num_iid, set()).add(trade.tid)
         while len(self._trades) > self.max_entries:
-            self._trades.popitem(last=False)
+            tid, entry = self._trades.popitem(last=False)
+            for line in entry.trade.lines:
+                tids = self._by_item.get(line.num_iid)
+                if tids is not None:
+                    tids.discard(tid)
+                    if not tids:
+                        del self._by_item[line.num_iid]
+
+    def trades_of(self, num_iid: int) -> list[TaobaoTrade]:
+        """The cached trades with a line on ``num_iid``."""
+        return [self._trades[t].trade for t in self._by_item.get(num_iid, ()) if t in self._trades]
 
     def __len__(self) -> int:
         return len(self._trades)
@@ -105,6 +118,10 @@ class TradeReader:
         # Every trade modified before this (Taobao's clock, a whole second) was returned
         # by a complete scan, as it stood then; None before the first.
         self._covered_ms: int | None = None
+
+    @property
+    def covered_ms(self) -> int | None:
+        return self._covered_ms
 
     async def read(self, published: Mapping[int, int]) -> TradesRead:
         """The trades of ``published`` (tid -> when its newest message was published)."""

@@ -72,14 +72,10 @@ TRADE_TOPICS: Final = (
     "taobao_refund_RefundSuccess",
 )
 # Item topics: what happened to a listing on Taobao's side (a hand edit, a sell-out).
-ITEM_TOPICS: Final = (
-    "taobao_item_ItemStockChanged",
-    "taobao_item_ItemDownshelf",
-    "taobao_item_ItemUpshelf",
-)
+ITEM_TOPICS: Final = ("taobao_item_ItemStockChanged", "taobao_item_ItemDownshelf")
 # The fields a trade is read with (taobao.trades.sold.increment.get, taobao.trade.fullinfo.get).
 TRADE_FIELDS: Final = (
-    "tid,status,created,modified,consign_time,end_time,"
+    "tid,status,created,modified,pay_time,consign_time,end_time,"
     "orders.oid,orders.num_iid,orders.sku_id,orders.outer_iid,orders.outer_sku_id,"
     "orders.num,orders.status,orders.consign_time,orders.end_time"
 )
@@ -126,6 +122,7 @@ class TaobaoTrade:
     created_ms: int = 0
     consign_ms: int | None = None  # the trade's consign (shipment) time
     end_ms: int | None = None
+    pay_ms: int | None = None
 
 
 def _opt_int(value: Any) -> int | None:
@@ -179,6 +176,7 @@ def parse_trade(raw: Mapping[str, Any]) -> TaobaoTrade:
         created_ms=_ms(raw.get("created")) or modified_ms,
         consign_ms=_ms(raw.get("consign_time")),
         end_ms=_ms(raw.get("end_time")),
+        pay_ms=_ms(raw.get("pay_time")),
     )
 
 
