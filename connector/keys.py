@@ -146,3 +146,8 @@ class Keys:
         """String with a TTL: the bridge has produced this event (or alert) and the broker
         acknowledged it, so a redelivered message does not produce it again."""
         return f"{self._shop}:tmc:sent:{record_id}"
+
+    def tmc_healed(self, listing: str) -> str:
+        """String with a TTL: the bridge wrote the ledger's figure over a change someone
+        else made on this listing lately (it does so once in that time)."""
+        return f"{self._shop}:tmc:healed:{listing}"

@@ -729,5 +729,5 @@ def _sku_stock(sku: str, row: Mapping[bytes | str, bytes | str]) -> SkuStock:
             if f.startswith("b:") and "i:" + f[2:] not in fields
         },
         taobao_orders_ms={f[2:]: int(v) for f, v in fields.items() if f.startswith("t:")},
-        ambiguous=frozenset(f[2:] for f in fields if f.startswith("z:")),
+        ambiguous={f[2:]: int(v) for f, v in fields.items() if f.startswith("z:")},
     )

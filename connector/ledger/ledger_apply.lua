@@ -427,28 +427,31 @@ end
 -- orders before it did; in the same (whole) second a deduction counts as before and a
 -- give-back as after, so a tie leaves Taobao showing less, never more. Read once per
 -- chunk, written with the SKU's other fields.
--- Every Taobao-side order on a listing also records when it was placed (`t:<listing>`,
--- the newest), and one in the very second of the last absolute write marks the base
--- ambiguous (`z:<listing>`): the projection writes that listing absolutely again once no
--- Taobao order has come for a while (connector/push/projection.py, re-anchoring).
+-- Every Taobao-side order on a listing also records when it reached the ledger
+-- (`t:<listing>`, the caller's clock: the bridge may lag), and one placed in the very
+-- second of the last absolute write marks the base ambiguous (`z:<listing>`, since when):
+-- the projection writes that listing absolutely again once no Taobao order has come for a
+-- while (connector/push/projection.py, re-anchoring).
 local function move_base(l, delta)
   local s = l.s
   local b = s.bases[l.listing]
   if b == nil then
     local h = redis.call('HMGET', KEYS[s.k], 'b:' .. l.listing, 'a:' .. l.listing,
-      't:' .. l.listing)
-    b = {base = tonumber(h[1]), at = tonumber(h[2]) or 0, last = tonumber(h[3]) or 0}
+      't:' .. l.listing, 'z:' .. l.listing)
+    b = {base = tonumber(h[1]), at = tonumber(h[2]) or 0, last = tonumber(h[3]) or 0,
+      ambiguous = h[4] ~= false}
     s.bases[l.listing] = b
   end
-  if at > b.last then
-    b.last = at
-    s.dirty['t:' .. l.listing] = at
+  if now > b.last then
+    b.last = now
+    s.dirty['t:' .. l.listing] = now
   end
   if not b.base then
     return
   end
-  if at == b.at then
-    s.dirty['z:' .. l.listing] = 1
+  if at == b.at and not b.ambiguous then
+    b.ambiguous = true
+    s.dirty['z:' .. l.listing] = now
   end
   if at > b.at or (delta > 0 and at == b.at) then
     b.base = b.base + delta

@@ -87,10 +87,10 @@ class SkuStock:
     # Per Taobao listing (``<num_iid>:<sku_id>``) pushed by increments: its push base
     # (``connector.push.bases``).
     bases: Mapping[str, PushBase] = field(default_factory=dict)
-    # Per listing: when its newest Taobao-side order was placed (Taobao's clock, epoch ms),
-    # and whether a base is ambiguous (an order in the second of its absolute write).
+    # Per listing: when its newest Taobao-side order reached the ledger (epoch ms), and
+    # since when its base is ambiguous (an order in the second of its absolute write).
     taobao_orders_ms: Mapping[str, int] = field(default_factory=dict)
-    ambiguous: frozenset[str] = frozenset()
+    ambiguous: Mapping[str, int] = field(default_factory=dict)
 
 
 class TaobaoView(NamedTuple):

@@ -350,11 +350,13 @@ class ItemPusher:
         if floored:
             await bases.written(floored, self._taobao_ms(result.modified))
         await self._items.save(num_iid, {f"q:{sku_field(k)}": q for k, q in shown.items()})
-        await self._wrote(num_iid, result)
+        await self._wrote(num_iid, result, deltas)
 
-    async def _wrote(self, num_iid: int, result: ItemQuantity) -> None:
-        """Keep what this write left on Taobao: its message is the connector's own."""
-        await self._items.record_writes(num_iid, _quantities(result), self._clock_ms())
+    async def _wrote(self, num_iid: int, result: ItemQuantity, keys: Iterable[SkuKey]) -> None:
+        """Keep what this write left on the SKUs it set: their messages are the connector's."""
+        shown = _quantities(result)
+        left = {k: shown[k] for k in keys if k in shown}
+        await self._items.record_writes(num_iid, left, self._clock_ms())
 
     def _taobao_ms(self, modified: datetime | None) -> int:
         """Taobao's time of a write (its ``modified``); without it, ours a little ahead:
@@ -371,7 +373,7 @@ class ItemPusher:
             _fence()
             result = await self._client.update_quantity(num_iid, quantities[None])
             await self._items.save(num_iid, {"q:-": result.num or 0})
-            await self._wrote(num_iid, result)
+            await self._wrote(num_iid, result, quantities)
             return result
         # Increases first: with several calls (20 SKUs each), the item's total must never
         # pass through zero while it is on sale.
@@ -384,7 +386,7 @@ class ItemPusher:
         result = await self._client.update_sku_quantities(num_iid, dict(ordered))
         fields: dict[str, str | int] = {f"q:{s.sku_id}": s.quantity for s in result.skus}
         await self._items.save(num_iid, fields or {"q:-": 0})
-        await self._wrote(num_iid, result)
+        await self._wrote(num_iid, result, quantities)
         return result
 
     async def _increment_to(
@@ -412,7 +414,7 @@ class ItemPusher:
                 result = await self._client.update_quantity(
                     num_iid, delta, sku_id=key, incremental=True
                 )
-                await self._wrote(num_iid, result)
+                await self._wrote(num_iid, result, (key,))
         await self._items.clear_intent(num_iid)
         await self._items.save(num_iid, {f"q:{sku_field(k)}": t for k, t in targets.items()})
         return result, read_ms

@@ -21,7 +21,7 @@ __all__ = ["OWN_DELIST_SLACK_MS", "ItemStates", "SkuKey", "item_view", "sku_fiel
 SkuKey = int | None
 # How far Taobao's delist time may trail the time we recorded for our own delisting.
 OWN_DELIST_SLACK_MS: Final = 5_000
-WRITES_KEPT: Final = 50
+WRITES_KEPT: Final = 200
 WRITES_TTL_S: Final = 900
 
 

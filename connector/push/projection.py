@@ -88,6 +88,7 @@ WITHHELD_RETRY_S = 60.0
 # How long no Taobao order may have come on a listing before an ambiguous base is
 # re-anchored by an absolute write (longer than the bridge takes to bring an order in).
 REANCHOR_QUIET_S = 15.0
+REANCHOR_MAX_S = 300.0  # ... and after this long whatever (its write has the usual window)
 
 
 class TaobaoProjection:
@@ -429,7 +430,10 @@ class TaobaoProjection:
             known[key] = found.bases.get(listing)
             if listing in found.ambiguous and known[key] is not None:
                 last = found.taobao_orders_ms.get(listing, 0)
-                if now_ms - last >= self._reanchor_quiet_s * 1000:
+                quiet = now_ms - last >= self._reanchor_quiet_s * 1000
+                # A listing that never goes quiet is re-anchored all the same, in time.
+                overdue = now_ms - found.ambiguous[listing] >= REANCHOR_MAX_S * 1000
+                if quiet or overdue:
                     known[key] = None
                 else:
                     unsettled = True

@@ -210,7 +210,9 @@ class Connector:
                 dedupe_ttl_s=sync.dedupe_ttl_s,
                 metrics=BridgeMetrics.create(meter_provider),
                 tracer=tracer,
-                watch=ItemWatch(client, ItemStates(redis, keys), BaseStore(redis, keys), ledger),
+                watch=ItemWatch(
+                    client, ItemStates(redis, keys), BaseStore(redis, keys), ledger, redis, keys
+                ),
             )
         await waiting("the Taobao session in Redis", client.prepare)
         return cls(

@@ -133,6 +133,8 @@ class TmcBridge:
         lost = asyncio.Event()
         keeper = asyncio.create_task(self._keep(token, lost))
         self.state.active = True
+        if self._watch is not None:
+            self._watch.lead()
         try:
             await self._until_permitted(stop, lost)
             idle_s = self._taobao.tmc_poll_s
@@ -273,14 +275,16 @@ class TmcBridge:
         if self._watch is None or not self._watch.held:
             return
         try:
-            alerts = await self._watch.settle(self._reader.cache)
+            alerts, judged = await self._watch.settle(self._reader.cache)
             outputs = BatchOutputs(alerts=alerts)
             unsent = await self._sent.unsent([a.alert_id for a in alerts])
             with self._tracer.start_as_current_span("tmc item changes") as span:
                 await self._produce(outputs, unsent, span)
             await self._sent.mark(sorted(unsent))
         except (TaobaoError, DependencyError) as exc:
-            self._failed(exc)  # (judged again with the next round)
+            self._failed(exc)  # (judged again with the next round: the alert ids are stable)
+            return
+        self._watch.done(judged)
 
     def _done(self) -> None:
         self.state.last_error = None

@@ -65,16 +65,16 @@ async def test_orders_placed_before_an_absolute_write_do_not_move_the_base(
     await BaseStore(redis, keys).written({("A", LISTING): 50}, WRITTEN_MS)
     await ledger.apply([taobao(OrderType.CREATED, "t2", 4, WRITTEN_MS - 5000)])
     stock = (await ledger.stock(["A"]))["A"]
-    assert stock.bases[LISTING].base == 50 and stock.ambiguous == frozenset()
+    assert stock.bases[LISTING].base == 50 and stock.ambiguous == {}
     # In the very second of the write: before or after it, nobody can tell. Counted as
     # before (Taobao shows less, never more), and the base is marked for re-anchoring.
     await ledger.apply([taobao(OrderType.CREATED, "t1", 3, WRITTEN_MS)])
     stock = (await ledger.stock(["A"]))["A"]
     assert stock.bases[LISTING].base == 50 and stock.available == 43
-    assert stock.ambiguous == frozenset({LISTING})
-    assert stock.taobao_orders_ms == {LISTING: WRITTEN_MS}
+    assert set(stock.ambiguous) == {LISTING}
+    assert set(stock.taobao_orders_ms) == {LISTING}  # (when it reached the ledger)
     await BaseStore(redis, keys).written({("A", LISTING): 43}, WRITTEN_MS + 20_000)
-    assert (await ledger.stock(["A"]))["A"].ambiguous == frozenset()
+    assert (await ledger.stock(["A"]))["A"].ambiguous == {}
 
 
 async def test_without_a_base_nothing_is_written_and_increments_do_not_create_one(

@@ -21,7 +21,7 @@ from tests.pipeline_harness import Harness, count, move, shelf, taobao_quantitie
 
 pytestmark = pytest.mark.integration
 
-MUG = 600000000003
+MUG, SNEAKER, SNEAKER_42 = 600000000003, 600000000002, 700000000021
 FAST = {"tmc_enabled": True, "tmc_poll_s": 0.05, "tmc_idle_max_s": 0.2}
 
 
@@ -57,6 +57,8 @@ async def test_a_hand_edit_is_reported_and_written_over_and_taobao_orders_are_no
         await asyncio.sleep(1.1)  # (out of the first write's second)
         admin(sandbox, "POST", "/sandbox/orders", {"num_iid": MUG, "quantity": 2})
         admin(sandbox, "POST", f"/sandbox/items/{MUG}", {"quantity": 70})  # by hand
+        # A listing the ledger knows nothing of is not the connector's to judge or set.
+        admin(sandbox, "POST", f"/sandbox/items/{SNEAKER}", {"sku_quantities": {SNEAKER_42: 9}})
         alerts = await harness.alerts(1, timeout_s=30, settle=False)
         changed = [a for a in alerts if a.kind is AlertKind.TAOBAO_STOCK_CHANGED]
         assert len(changed) == 1 and changed[0].sku == "MUG-WHITE"
@@ -66,6 +68,7 @@ async def test_a_hand_edit_is_reported_and_written_over_and_taobao_orders_are_no
         await asyncio.sleep(6)  # the order's own change is judged too: no alert for it
     alerts = await harness.alerts(1)
     assert [a.kind for a in alerts].count(AlertKind.TAOBAO_STOCK_CHANGED) == 1
+    assert taobao_quantities(sandbox)["SNEAKER-42"] == 9
 
 
 async def test_a_hand_delisting_is_reported_and_the_item_stays_down(
