@@ -525,6 +525,9 @@ class TokenManager:
         return stored
 
     def _expiring(self, token: StoredToken) -> bool:
-        if token.expires_at is None:
+        """The session, or its write permission (which may lapse first), ends within the
+        refresh margin."""
+        ends = [t for t in (token.expires_at, token.write_expires_at) if t is not None]
+        if not ends:
             return False
-        return token.expires_at.timestamp() - self._margin_s <= self._clock()
+        return min(ends).timestamp() - self._margin_s <= self._clock()

@@ -529,3 +529,21 @@ async def test_manager_with_oauth_endpoint_rotates_refresh_tokens() -> None:
     stored = await store.load()
     assert isinstance(stored, StoredToken)
     assert stored.version == 3
+
+
+async def test_write_permission_lapsing_first_refreshes_before_it_and_fixed_tokens_never() -> None:
+    time, store = FakeTime(), MemoryTokenStore()
+    endpoint = FakeEndpoint(time)
+    manager = _manager(store, endpoint, time)
+    grant = TokenGrant(SecretStr("6100-w1"), SecretStr(REFRESH), _at(86_400),
+                       write_expires_at=_at(1800), refreshable=True)  # fmt: skip
+    await store.save(grant, seed=(await manager.current()).seed)
+    manager._cached = None  # (read the store again)
+    time.now += 1600  # within the margin of the write permission, far from the session's
+    assert (await manager.current()).access_token == SecretStr("6100-session-1")
+    fixed = TokenGrant(SecretStr("6100-fixed"), SecretStr(REFRESH), _at(2000), refreshable=False)
+    await store.save(fixed, seed=(await manager.current()).seed)
+    manager._cached = None
+    # Fixed-length: used as it is until it expires, never sent for a refresh.
+    assert (await manager.current()).access_token == SecretStr("6100-fixed")
+    assert endpoint.calls == [REFRESH]
