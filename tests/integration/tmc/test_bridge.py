@@ -20,28 +20,14 @@ from connector.metrics import BridgeMetrics
 from connector.redis_client import connect_redis
 from connector.sandbox.server import SandboxServer
 from connector.service.app import Connector
-from connector.settings import KafkaSettings
 from connector.tmc import api
 from connector.tmc.bridge import TmcBridge
 from connector.tmc.sent import SentRecords
-from tests.conftest import SandboxFactory
 from tests.helpers import admin, calls
+from tests.integration.tmc.conftest import FAST, MUG, first_push
 from tests.pipeline_harness import Harness, count, wait_for
 
 pytestmark = pytest.mark.integration
-
-MUG = 600000000003  # MUG-WHITE: 60 on Taobao, stock deducted on order (sub_stock 1)
-FAST = {"tmc_enabled": True, "tmc_poll_s": 0.05, "tmc_idle_max_s": 0.2}
-
-
-@pytest.fixture
-def sandbox(sandbox_factory: SandboxFactory) -> SandboxServer:
-    return sandbox_factory(tmc_visibility_s=1.0)
-
-
-@pytest.fixture
-def harness(kafka_settings: KafkaSettings, sandbox: SandboxServer, redis_url: str) -> Harness:
-    return Harness(kafka_settings, sandbox, redis_url)
 
 
 def sell(sandbox: SandboxServer, quantity: int, *then: str) -> int:
@@ -56,18 +42,6 @@ def sell(sandbox: SandboxServer, quantity: int, *then: str) -> int:
 async def mug(connector: Connector) -> tuple[int, int, int]:
     stock = (await connector.ledger.stock(["MUG-WHITE"]))["MUG-WHITE"]
     return sum(stock.on_hand.values()), stock.reserved, stock.available
-
-
-async def first_push(connector: Connector) -> None:
-    """The listing's first push (absolute, starting its base), and the next second: an
-    order in the same second as an absolute write counts as before it (Taobao's times
-    are whole seconds; connector/push/bases.py), which leaves Taobao showing it less."""
-
-    async def written() -> bool:
-        return f"{MUG}:" in (await connector.ledger.stock(["MUG-WHITE"]))["MUG-WHITE"].bases
-
-    await wait_for(written, what="the first push")
-    await asyncio.sleep(1.1)
 
 
 def order_ids(harness: Harness, found: list[Any]) -> Counter[str]:

@@ -14,38 +14,18 @@ from connector.contracts.events import WarehouseType
 from connector.contracts.records import AlertKind
 from connector.sandbox.server import SandboxServer
 from connector.service.app import Connector
-from connector.settings import KafkaSettings
-from tests.conftest import SandboxFactory
 from tests.helpers import admin
+from tests.integration.tmc.conftest import FAST, MUG, first_push
 from tests.pipeline_harness import Harness, count, move, shelf, taobao_quantities, wait_for
 
 pytestmark = pytest.mark.integration
 
-MUG, SNEAKER, SNEAKER_42 = 600000000003, 600000000002, 700000000021
-FAST = {"tmc_enabled": True, "tmc_poll_s": 0.05, "tmc_idle_max_s": 0.2}
-
-
-@pytest.fixture
-def sandbox(sandbox_factory: SandboxFactory) -> SandboxServer:
-    return sandbox_factory(tmc_visibility_s=2.0)
-
-
-@pytest.fixture
-def harness(kafka_settings: KafkaSettings, sandbox: SandboxServer, redis_url: str) -> Harness:
-    return Harness(kafka_settings, sandbox, redis_url)
+SNEAKER, SNEAKER_42 = 600000000002, 700000000021
 
 
 async def started(harness: Harness, connector: Connector) -> None:
     harness.produce([count("MUG-WHITE", 60)])
-
-    async def based() -> bool:
-        try:
-            stock = await connector.ledger.stock(["MUG-WHITE"])
-        except Exception:
-            return False
-        return f"{MUG}:" in stock["MUG-WHITE"].bases
-
-    await wait_for(based, what="the first push")
+    await first_push(connector)
     await wait_for(lambda: admin(harness.sandbox, "GET", "/sandbox/state")["tmc"]["topics"])
 
 
@@ -54,7 +34,6 @@ async def test_a_hand_edit_is_reported_and_written_over_and_taobao_orders_are_no
 ) -> None:
     async with harness.running(taobao=FAST) as connector:
         await started(harness, connector)
-        await asyncio.sleep(1.1)  # (out of the first write's second)
         admin(sandbox, "POST", "/sandbox/orders", {"num_iid": MUG, "quantity": 2})
         admin(sandbox, "POST", f"/sandbox/items/{MUG}", {"quantity": 70})  # by hand
         # A listing the ledger knows nothing of is not the connector's to judge or set.

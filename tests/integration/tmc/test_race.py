@@ -18,26 +18,11 @@ import pytest
 
 from connector.contracts.events import WarehouseType
 from connector.sandbox.server import SandboxServer
-from connector.service.app import Connector
-from connector.settings import KafkaSettings
-from tests.conftest import SandboxFactory
 from tests.helpers import admin
+from tests.integration.tmc.conftest import FAST, MUG, first_push
 from tests.pipeline_harness import Harness, count, move, wait_for
 
 pytestmark = pytest.mark.integration
-
-MUG = 600000000003  # MUG-WHITE: 60 on Taobao, stock deducted on order (sub_stock 1)
-FAST = {"tmc_enabled": True, "tmc_poll_s": 0.05, "tmc_idle_max_s": 0.2}
-
-
-@pytest.fixture
-def sandbox(sandbox_factory: SandboxFactory) -> SandboxServer:
-    return sandbox_factory(tmc_visibility_s=2.0)
-
-
-@pytest.fixture
-def harness(kafka_settings: KafkaSettings, sandbox: SandboxServer, redis_url: str) -> Harness:
-    return Harness(kafka_settings, sandbox, redis_url)
 
 
 def shown(sandbox: SandboxServer) -> int:
@@ -75,11 +60,7 @@ async def test_taobao_never_shows_units_it_already_sold_while_other_events_push(
         harness.produce([count("MUG-WHITE", 60)])
         # The first push of a listing is absolute and starts its base; from then on,
         # increments.
-        await wait_for(lambda: _base_written(connector), what="the listing's base")
-        # Taobao's times are whole seconds: an order in the same second as an absolute
-        # write cannot be told to be before or after it, and is counted as before (see
-        # connector/push/bases.py). Start selling in the next second.
-        await asyncio.sleep(1.1)
+        await first_push(connector)
         race = Race()
         sampler = threading.Thread(target=race.sample, args=(sandbox,), daemon=True)
         sampler.start()
@@ -120,11 +101,3 @@ async def test_taobao_never_shows_units_it_already_sold_while_other_events_push(
             sampler.join(5)
     assert race.samples > 20
     assert race.worst <= 0, f"Taobao showed {race.worst} units more than there were"
-
-
-async def _base_written(connector: Connector) -> bool:
-    try:
-        stock = (await connector.ledger.stock(["MUG-WHITE"]))["MUG-WHITE"]
-    except Exception:
-        return False
-    return f"{MUG}:" in stock.bases

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from opentelemetry.trace import SpanContext, TraceFlags
@@ -17,6 +19,8 @@ from connector.metrics import SyncMetrics
 from connector.push.loop import ProjectionLoop
 from connector.push.outcomes import ItemPush, ItemTransition, PushReport, Transition
 from connector.settings import KafkaSettings, SyncSettings
+from connector.taobao.budget import QuotaView
+from connector.taobao.tokens import Expiry
 
 KAFKA = KafkaSettings(bootstrap_servers="unused:9092")
 CODEC = AvroCodec()
@@ -91,7 +95,7 @@ class FakeProducer:
 
 
 class Rig:
-    def __init__(self, *pending: str, sweep_s: float = 0.05) -> None:
+    def __init__(self, *pending: str, sweep_s: float = 0.05, **watch: Any) -> None:
         self.ledger = FakeLedger(*pending)
         self.pusher = FakePusher(self.ledger)
         self.bans = FakeBans()
@@ -106,6 +110,7 @@ class Rig:
             kafka=KAFKA,
             sync=SyncSettings(sweep_interval_s=sweep_s),
             metrics=self.metrics,
+            **watch,
         )
         self.stop = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -271,3 +276,16 @@ async def test_gauges_show_the_pending_outbox(pending: int) -> None:
 
     assert rig.loop.state.pending_skus == pending
     assert (rig.loop.state.oldest_pending_age_s >= 2.5) == bool(pending)
+
+
+async def test_a_session_nothing_renews_and_a_quota_running_low_are_alerted_once_each() -> None:
+    soon = datetime.now(UTC) + timedelta(hours=10)
+    fixed = Expiry(soon, None, None, refreshable=False, has_refresh=True)
+    quota = QuotaView("20261201", 2_100, 5_000, 43_200_000)  # half the day: 4,200 projected
+    rig = Rig("A", session=lambda: fixed, quota=lambda: quota)
+    rig.start()
+    await until(lambda: rig.ledger.dues >= 3)  # several turns
+    await rig.finish()
+
+    kinds = [CODEC.decode_alert(m.value).kind for m in rig.on(KAFKA.alerts_topic)]
+    assert sorted(kinds) == [AlertKind.CALL_QUOTA_LOW, AlertKind.SESSION_EXPIRING]  # once each
